@@ -1,0 +1,339 @@
+//! The client registry: which clients may redeem codes, how each
+//! authenticates, and what its tokens look like. Loaded once at start-up from
+//! a TOML file (README: "Client registry").
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::Algorithm;
+use ring::digest::{digest, SHA256};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use crate::tokens::keys::{alg_name, parse_alg};
+
+/// How a client authenticates at the token endpoint (RFC 7591 §2
+/// `token_endpoint_auth_method`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// A public client: no secret; PKCE is its only proof.
+    None,
+    /// `Authorization: Basic` with the client secret (RFC 6749 §2.3.1).
+    SecretBasic(SecretHash),
+    /// `client_secret` in the request body (RFC 6749 §2.3.1).
+    SecretPost(SecretHash),
+}
+
+impl ClientAuth {
+    pub fn method_name(&self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::SecretBasic(_) => "client_secret_basic",
+            Self::SecretPost(_) => "client_secret_post",
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.method_name())
+    }
+}
+
+/// SHA-256 of a client secret. Secrets are 256-bit random values generated
+/// by `token-endpoint new-client-secret`, so a fast hash is enough to make a
+/// leaked registry useless, and keeps authentication off the CPU profile
+/// (a password hash would cost milliseconds per request).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretHash([u8; 32]);
+
+impl std::fmt::Debug for SecretHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretHash([redacted])")
+    }
+}
+
+impl SecretHash {
+    pub fn of(secret: &str) -> Self {
+        let mut out = [0; 32];
+        out.copy_from_slice(digest(&SHA256, secret.as_bytes()).as_ref());
+        Self(out)
+    }
+
+    fn parse(encoded: &str) -> Result<Self, String> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(encoded)
+            .map_err(|_| "client_secret_sha256 is not unpadded base64url".to_string())?;
+        let array: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| "client_secret_sha256 is not 32 bytes (a SHA-256 digest)".to_string())?;
+        Ok(Self(array))
+    }
+
+    pub fn encoded(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    /// Constant-time: how long it takes says nothing about how close `secret` came.
+    pub fn matches(&self, secret: &str) -> bool {
+        Self::of(secret).0.ct_eq(&self.0).into()
+    }
+}
+
+/// A registered client.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub client_id: String,
+    pub auth: ClientAuth,
+    /// Whether codes bound with the `plain` PKCE method may be redeemed.
+    pub allow_plain_pkce: bool,
+    /// The access token's `aud` when the code carries no `resource`.
+    pub audience: Vec<String>,
+    pub access_token_lifetime: Duration,
+    pub id_token_lifetime: Duration,
+    pub id_token_alg: Algorithm,
+}
+
+/// Every registered client, by `client_id`.
+#[derive(Debug, Clone, Default)]
+pub struct ClientRegistry {
+    clients: HashMap<String, Arc<Client>>,
+}
+
+/// Why the registry file was refused. Names the client and field, never a secret.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RegistryError(String);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistryFile {
+    #[serde(default)]
+    clients: Vec<ClientEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientEntry {
+    client_id: String,
+    token_endpoint_auth_method: String,
+    client_secret_sha256: Option<String>,
+    #[serde(default)]
+    allow_plain_pkce: bool,
+    audience: Audience,
+    #[serde(default = "default_lifetime")]
+    access_token_lifetime: u64,
+    #[serde(default = "default_lifetime")]
+    id_token_lifetime: u64,
+    #[serde(default = "default_alg")]
+    id_token_signed_response_alg: String,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+fn default_lifetime() -> u64 {
+    300
+}
+
+fn default_alg() -> String {
+    "ES256".into()
+}
+
+/// Longest lifetime a token may be given: one day.
+const MAX_LIFETIME_SECS: u64 = 86_400;
+
+impl ClientRegistry {
+    pub fn from_file(path: &Path) -> Result<Self, RegistryError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| RegistryError(format!("{}: cannot read: {e}", path.display())))?;
+        Self::from_toml(&text)
+            .map_err(|RegistryError(e)| RegistryError(format!("{}: {e}", path.display())))
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, RegistryError> {
+        let file: RegistryFile =
+            toml::from_str(text).map_err(|e| RegistryError(e.message().to_owned()))?;
+        let mut clients = HashMap::new();
+        for entry in file.clients {
+            let id = entry.client_id.clone();
+            let client = entry
+                .validate()
+                .map_err(|e| RegistryError(format!("client {id:?}: {e}")))?;
+            if clients.insert(id.clone(), Arc::new(client)).is_some() {
+                return Err(RegistryError(format!("client {id:?} is listed twice")));
+            }
+        }
+        if clients.is_empty() {
+            return Err(RegistryError(
+                "no clients are registered ([[clients]] tables)".into(),
+            ));
+        }
+        Ok(Self { clients })
+    }
+
+    /// The embedded default's clients: `demo` (public) and
+    /// `demo-confidential` (secret `demo-secret`, `client_secret_basic`).
+    pub fn demo() -> Self {
+        let demo = |client_id: &str, auth| Client {
+            client_id: client_id.into(),
+            auth,
+            allow_plain_pkce: false,
+            audience: vec!["https://api.example.com".into()],
+            access_token_lifetime: Duration::from_secs(300),
+            id_token_lifetime: Duration::from_secs(300),
+            id_token_alg: Algorithm::ES256,
+        };
+        let clients = [
+            demo("demo", ClientAuth::None),
+            demo(
+                "demo-confidential",
+                ClientAuth::SecretBasic(SecretHash::of("demo-secret")),
+            ),
+        ];
+        Self {
+            clients: clients
+                .into_iter()
+                .map(|c| (c.client_id.clone(), Arc::new(c)))
+                .collect(),
+        }
+    }
+
+    pub fn get(&self, client_id: &str) -> Option<&Arc<Client>> {
+        self.clients.get(client_id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Client>> {
+        self.clients.values()
+    }
+
+    /// The longest access-token lifetime of any client.
+    pub fn max_access_token_lifetime(&self) -> Duration {
+        self.iter()
+            .map(|c| c.access_token_lifetime)
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+impl ClientEntry {
+    fn validate(self) -> Result<Client, String> {
+        if self.client_id.is_empty() || !self.client_id.bytes().all(|b| (0x20..=0x7e).contains(&b))
+        {
+            return Err(
+                "client_id must be non-empty printable ASCII (RFC 6749 Appendix A.1)".into(),
+            );
+        }
+        let secret = || -> Result<SecretHash, String> {
+            SecretHash::parse(
+                self.client_secret_sha256
+                    .as_deref()
+                    .ok_or("client_secret_sha256 is required for a confidential client")?,
+            )
+        };
+        let auth = match self.token_endpoint_auth_method.as_str() {
+            "none" => {
+                if self.client_secret_sha256.is_some() {
+                    return Err("a public client (token_endpoint_auth_method = \"none\") has no client_secret_sha256".into());
+                }
+                ClientAuth::None
+            }
+            "client_secret_basic" => ClientAuth::SecretBasic(secret()?),
+            "client_secret_post" => ClientAuth::SecretPost(secret()?),
+            other => {
+                return Err(format!(
+                    "token_endpoint_auth_method {other:?} is not one of none, client_secret_basic, client_secret_post"
+                ))
+            }
+        };
+        let audience = match self.audience {
+            Audience::One(one) => vec![one],
+            Audience::Many(many) => many,
+        };
+        if audience.is_empty() || audience.iter().any(String::is_empty) {
+            return Err("audience must name at least one non-empty resource".into());
+        }
+        let lifetime = |name: &str, secs: u64| {
+            if (1..=MAX_LIFETIME_SECS).contains(&secs) {
+                Ok(Duration::from_secs(secs))
+            } else {
+                Err(format!(
+                    "{name} must be 1 to {MAX_LIFETIME_SECS} seconds, got {secs}"
+                ))
+            }
+        };
+        let id_token_alg = parse_alg(&self.id_token_signed_response_alg).ok_or_else(|| {
+            format!(
+                "id_token_signed_response_alg {:?} is not one of ES256, EdDSA, RS256",
+                self.id_token_signed_response_alg
+            )
+        })?;
+        Ok(Client {
+            access_token_lifetime: lifetime("access_token_lifetime", self.access_token_lifetime)?,
+            id_token_lifetime: lifetime("id_token_lifetime", self.id_token_lifetime)?,
+            client_id: self.client_id,
+            auth,
+            allow_plain_pkce: self.allow_plain_pkce,
+            audience,
+            id_token_alg,
+        })
+    }
+}
+
+impl Client {
+    pub fn id_token_alg_name(&self) -> &'static str {
+        alg_name(self.id_token_alg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_hash_round_trip() {
+        let hash = SecretHash::of("s3cret");
+        assert!(hash.matches("s3cret"));
+        assert!(!hash.matches("s3creT"));
+        assert_eq!(SecretHash::parse(&hash.encoded()).unwrap(), hash);
+    }
+
+    #[test]
+    fn registry_errors_name_the_client_and_field() {
+        let err = ClientRegistry::from_toml(
+            r#"
+            [[clients]]
+            client_id = "web"
+            token_endpoint_auth_method = "client_secret_basic"
+            audience = "https://api"
+            "#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("\"web\"") && err.contains("client_secret_sha256"),
+            "{err}"
+        );
+
+        let err = ClientRegistry::from_toml(
+            r#"
+            [[clients]]
+            client_id = "web"
+            token_endpoint_auth_method = "none"
+            audience = "https://api"
+            access_token_lifetime = 0
+            "#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("access_token_lifetime"), "{err}");
+    }
+}

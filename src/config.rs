@@ -1,0 +1,297 @@
+//! Settings, from environment variables (README: "Configuration"). Every
+//! setting is checked here, before anything starts; a bad one stops the
+//! process with its name and the reason.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::store::KeySpace;
+
+/// A setting that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{setting}: {reason}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(setting: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            setting,
+            reason: reason.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where codes are stored.
+#[derive(Debug, Clone)]
+pub enum StoreSettings {
+    /// No Redis: an in-process map. For trying the service out and for tests;
+    /// codes live in one process only, so never behind a load balancer.
+    Embedded,
+    Redis {
+        url: SecretString,
+        keys: KeySpace,
+        connect_timeout: Duration,
+        command_timeout: Duration,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bind: SocketAddr,
+    pub workers: usize,
+    pub issuer: String,
+    pub authorization_endpoint: String,
+    pub store: StoreSettings,
+    /// `None` on the embedded default: the demo clients.
+    pub clients_file: Option<PathBuf>,
+    /// Empty on the embedded default: an ephemeral key.
+    pub signing_keys: Vec<PathBuf>,
+    pub verification_keys: Vec<PathBuf>,
+    pub max_body_bytes: usize,
+    pub log_filter: String,
+    pub log_format: LogFormat,
+}
+
+impl Settings {
+    /// Read the settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Read the settings through `lookup` (the environment, or a test's map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let bind: SocketAddr = parse_or(
+            "TOKEN_ENDPOINT_BIND",
+            get("TOKEN_ENDPOINT_BIND"),
+            "127.0.0.1:8080".parse().ok(),
+            "an address such as 0.0.0.0:8080",
+        )?;
+        let workers = match get("TOKEN_ENDPOINT_WORKERS") {
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if (1..=1024).contains(&n) => n,
+                _ => {
+                    return Err(ConfigError::new(
+                        "TOKEN_ENDPOINT_WORKERS",
+                        format!("{v:?} is not a number of workers from 1 to 1024"),
+                    ))
+                }
+            },
+        };
+        let millis = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
+            match get(name) {
+                None => Ok(Duration::from_millis(default)),
+                Some(v) => match v.parse::<u64>() {
+                    Ok(ms) if (1..=60_000).contains(&ms) => Ok(Duration::from_millis(ms)),
+                    _ => Err(ConfigError::new(
+                        name,
+                        format!("{v:?} is not a number of milliseconds from 1 to 60000"),
+                    )),
+                },
+            }
+        };
+
+        let store = match get("TOKEN_ENDPOINT_REDIS_URL") {
+            None => StoreSettings::Embedded,
+            Some(url) => {
+                if !(url.starts_with("redis://")
+                    || url.starts_with("rediss://")
+                    || url.starts_with("redis+unix://")
+                    || url.starts_with("unix://"))
+                {
+                    return Err(ConfigError::new(
+                        "TOKEN_ENDPOINT_REDIS_URL",
+                        "must start with redis://, rediss:// or unix://",
+                    ));
+                }
+                let prefix =
+                    get("TOKEN_ENDPOINT_REDIS_KEY_PREFIX").unwrap_or_else(|| "oauth:".into());
+                if prefix.contains(['{', '}']) || prefix.chars().any(char::is_whitespace) {
+                    return Err(ConfigError::new("TOKEN_ENDPOINT_REDIS_KEY_PREFIX", "must not contain braces or whitespace: braces would change the keys' hash slot"));
+                }
+                StoreSettings::Redis {
+                    url: url.into(),
+                    keys: KeySpace::new(prefix),
+                    connect_timeout: millis("TOKEN_ENDPOINT_REDIS_CONNECT_TIMEOUT_MS", 1000)?,
+                    command_timeout: millis("TOKEN_ENDPOINT_REDIS_COMMAND_TIMEOUT_MS", 250)?,
+                }
+            }
+        };
+        let production = matches!(store, StoreSettings::Redis { .. });
+        let required = |name: &'static str| {
+            get(name).ok_or_else(|| {
+                ConfigError::new(name, "is required when TOKEN_ENDPOINT_REDIS_URL is set")
+            })
+        };
+
+        let issuer = match get("TOKEN_ENDPOINT_ISSUER") {
+            Some(issuer) => issuer,
+            None if production => required("TOKEN_ENDPOINT_ISSUER")?,
+            None => format!("http://{bind}"),
+        };
+        check_issuer(&issuer)?;
+        let authorization_endpoint = get("TOKEN_ENDPOINT_AUTHORIZATION_ENDPOINT")
+            .unwrap_or_else(|| format!("{issuer}/authorize"));
+
+        let clients_file = match get("TOKEN_ENDPOINT_CLIENTS_FILE") {
+            Some(path) => Some(PathBuf::from(path)),
+            None if production => Some(required("TOKEN_ENDPOINT_CLIENTS_FILE")?.into()),
+            None => None,
+        };
+        let paths = |v: Option<String>| -> Vec<PathBuf> {
+            v.map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+        };
+        let signing_keys = paths(get("TOKEN_ENDPOINT_SIGNING_KEYS"));
+        if production && signing_keys.is_empty() {
+            return Err(ConfigError::new(
+                "TOKEN_ENDPOINT_SIGNING_KEYS",
+                "is required when TOKEN_ENDPOINT_REDIS_URL is set: replicas with ephemeral keys would sign tokens no other replica's JWKS can verify",
+            ));
+        }
+        let verification_keys = paths(get("TOKEN_ENDPOINT_VERIFICATION_KEYS"));
+
+        let max_body_bytes = match get("TOKEN_ENDPOINT_MAX_BODY_BYTES") {
+            None => 8192,
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if (1024..=1_048_576).contains(&n) => n,
+                _ => {
+                    return Err(ConfigError::new(
+                        "TOKEN_ENDPOINT_MAX_BODY_BYTES",
+                        format!("{v:?} is not a size from 1024 to 1048576 bytes"),
+                    ))
+                }
+            },
+        };
+        let log_filter = get("TOKEN_ENDPOINT_LOG").unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&log_filter).is_err() {
+            return Err(ConfigError::new("TOKEN_ENDPOINT_LOG", format!("{log_filter:?} is not a tracing filter (for example info or token_endpoint=debug)")));
+        }
+        let log_format = match get("TOKEN_ENDPOINT_LOG_FORMAT").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "TOKEN_ENDPOINT_LOG_FORMAT",
+                    format!("{other:?} is not text or json"),
+                ))
+            }
+        };
+
+        Ok(Self {
+            bind,
+            workers,
+            issuer,
+            authorization_endpoint,
+            store,
+            clients_file,
+            signing_keys,
+            verification_keys,
+            max_body_bytes,
+            log_filter,
+            log_format,
+        })
+    }
+}
+
+fn parse_or<T: std::str::FromStr>(
+    name: &'static str,
+    value: Option<String>,
+    default: Option<T>,
+    expected: &str,
+) -> Result<T, ConfigError> {
+    match value {
+        Some(v) => v
+            .parse()
+            .map_err(|_| ConfigError::new(name, format!("{v:?} is not {expected}"))),
+        None => default.ok_or_else(|| ConfigError::new(name, "is required")),
+    }
+}
+
+/// OpenID Connect Discovery §3: the issuer is a URL with no query or fragment.
+fn check_issuer(issuer: &str) -> Result<(), ConfigError> {
+    let bad = |why: &str| {
+        Err(ConfigError::new(
+            "TOKEN_ENDPOINT_ISSUER",
+            format!("{issuer:?} {why}"),
+        ))
+    };
+    if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+        return bad("must be an https:// URL (http:// only for local use)");
+    }
+    if issuer.contains(['?', '#']) {
+        return bad("must not have a query or fragment (OpenID Connect Discovery §3)");
+    }
+    if issuer.ends_with('/') {
+        return bad("must not end with '/': tokens carry it verbatim in iss, and clients compare it exactly");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn embedded_default_needs_nothing() {
+        let s = settings(&[]).unwrap();
+        assert!(matches!(s.store, StoreSettings::Embedded));
+        assert_eq!(s.issuer, "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn redis_requires_issuer_clients_and_keys() {
+        let err = settings(&[("TOKEN_ENDPOINT_REDIS_URL", "redis://127.0.0.1:6379")]).unwrap_err();
+        assert_eq!(err.setting, "TOKEN_ENDPOINT_ISSUER");
+        let err = settings(&[
+            ("TOKEN_ENDPOINT_REDIS_URL", "redis://127.0.0.1:6379"),
+            ("TOKEN_ENDPOINT_ISSUER", "https://id.example"),
+            ("TOKEN_ENDPOINT_CLIENTS_FILE", "/x"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.setting, "TOKEN_ENDPOINT_SIGNING_KEYS");
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        for (name, value) in [
+            ("TOKEN_ENDPOINT_BIND", "nowhere"),
+            ("TOKEN_ENDPOINT_WORKERS", "0"),
+            ("TOKEN_ENDPOINT_ISSUER", "https://id.example/"),
+            ("TOKEN_ENDPOINT_REDIS_URL", "http://x"),
+            ("TOKEN_ENDPOINT_MAX_BODY_BYTES", "10"),
+            ("TOKEN_ENDPOINT_LOG_FORMAT", "xml"),
+        ] {
+            assert_eq!(settings(&[(name, value)]).unwrap_err().setting, name);
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The token endpoint's errors, named after the codes of RFC 6749 §5.2. Each
+//! carries a precise `error_description` for the client and a [`Reason`] for
+//! logs and metrics; neither ever holds a secret.
+
+use std::borrow::Cow;
+
+/// Why a request failed, as a bounded set: the `reason` label of
+/// `token_requests_total` and the field of every log line about a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Issued,
+    MalformedRequest,
+    BodyTooLarge,
+    UnsupportedGrantType,
+    MalformedVerifier,
+    UnknownClient,
+    AuthFailed,
+    UnknownCode,
+    Replay,
+    ClientMismatch,
+    RedirectMismatch,
+    PlainNotAllowed,
+    PkceMismatch,
+    BadRecord,
+    StoreUnavailable,
+    Internal,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 16] = [
+        Self::Issued,
+        Self::MalformedRequest,
+        Self::BodyTooLarge,
+        Self::UnsupportedGrantType,
+        Self::MalformedVerifier,
+        Self::UnknownClient,
+        Self::AuthFailed,
+        Self::UnknownCode,
+        Self::Replay,
+        Self::ClientMismatch,
+        Self::RedirectMismatch,
+        Self::PlainNotAllowed,
+        Self::PkceMismatch,
+        Self::BadRecord,
+        Self::StoreUnavailable,
+        Self::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Issued => "issued",
+            Self::MalformedRequest => "malformed_request",
+            Self::BodyTooLarge => "body_too_large",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::MalformedVerifier => "malformed_verifier",
+            Self::UnknownClient => "unknown_client",
+            Self::AuthFailed => "auth_failed",
+            Self::UnknownCode => "unknown_code",
+            Self::Replay => "replay",
+            Self::ClientMismatch => "client_mismatch",
+            Self::RedirectMismatch => "redirect_mismatch",
+            Self::PlainNotAllowed => "plain_not_allowed",
+            Self::PkceMismatch => "pkce_mismatch",
+            Self::BadRecord => "bad_record",
+            Self::StoreUnavailable => "store_unavailable",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// The `outcome` label: the RFC 6749 error code, `success` or `unavailable`.
+    pub fn outcome(self) -> &'static str {
+        match self {
+            Self::Issued => "success",
+            Self::MalformedRequest | Self::BodyTooLarge | Self::MalformedVerifier => {
+                "invalid_request"
+            }
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::UnknownClient | Self::AuthFailed => "invalid_client",
+            Self::UnknownCode
+            | Self::Replay
+            | Self::ClientMismatch
+            | Self::RedirectMismatch
+            | Self::PlainNotAllowed
+            | Self::PkceMismatch
+            | Self::BadRecord => "invalid_grant",
+            Self::StoreUnavailable => "unavailable",
+            Self::Internal => "server_error",
+        }
+    }
+}
+
+/// An error response of the token endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    /// RFC 6749 §5.2 `invalid_request`: "The request is missing a required
+    /// parameter, includes an unsupported parameter value (other than grant
+    /// type), repeats a parameter, includes multiple credentials, utilizes
+    /// more than one mechanism for authenticating the client, or is otherwise
+    /// malformed."
+    InvalidRequest {
+        description: Cow<'static, str>,
+        reason: Reason,
+    },
+    /// RFC 6749 §5.2 `invalid_client`: "Client authentication failed (e.g.,
+    /// unknown client, no client authentication included, or unsupported
+    /// authentication method)." Answered with 401; with
+    /// `WWW-Authenticate: Basic` when the client used the Authorization header.
+    InvalidClient {
+        description: Cow<'static, str>,
+        reason: Reason,
+        used_authorization_header: bool,
+    },
+    /// RFC 6749 §5.2 `invalid_grant`: "The provided authorization grant ...
+    /// is invalid, expired, revoked, does not match the redirection URI used
+    /// in the authorization request, or was issued to another client."
+    /// RFC 7636 §4.6: also a verifier that does not match the challenge.
+    InvalidGrant {
+        description: Cow<'static, str>,
+        reason: Reason,
+    },
+    /// RFC 6749 §5.2 `unsupported_grant_type`: "The authorization grant type
+    /// is not supported by the authorization server."
+    UnsupportedGrantType { description: Cow<'static, str> },
+    /// The code store did not answer in time: 503 with `Retry-After`. Not an
+    /// RFC 6749 code; the body uses `temporarily_unavailable` (RFC 6749
+    /// §4.1.2.1's code for the same condition at the authorization endpoint).
+    Unavailable,
+    /// RFC 6749 §5.2 does not list it for the token endpoint; used only for
+    /// defects (a token that could not be signed), never for client mistakes.
+    ServerError,
+}
+
+impl TokenError {
+    pub fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::InvalidRequest {
+            description: description.into(),
+            reason: Reason::MalformedRequest,
+        }
+    }
+
+    pub fn invalid_grant(reason: Reason, description: impl Into<Cow<'static, str>>) -> Self {
+        Self::InvalidGrant {
+            description: description.into(),
+            reason,
+        }
+    }
+
+    pub fn reason(&self) -> Reason {
+        match self {
+            Self::InvalidRequest { reason, .. }
+            | Self::InvalidClient { reason, .. }
+            | Self::InvalidGrant { reason, .. } => *reason,
+            Self::UnsupportedGrantType { .. } => Reason::UnsupportedGrantType,
+            Self::Unavailable => Reason::StoreUnavailable,
+            Self::ServerError => Reason::Internal,
+        }
+    }
+
+    /// The `error` member.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest { .. } => "invalid_request",
+            Self::InvalidClient { .. } => "invalid_client",
+            Self::InvalidGrant { .. } => "invalid_grant",
+            Self::UnsupportedGrantType { .. } => "unsupported_grant_type",
+            Self::Unavailable => "temporarily_unavailable",
+            Self::ServerError => "server_error",
+        }
+    }
+
+    /// The `error_description` member.
+    pub fn description(&self) -> &str {
+        match self {
+            Self::InvalidRequest { description, .. }
+            | Self::InvalidClient { description, .. }
+            | Self::InvalidGrant { description, .. }
+            | Self::UnsupportedGrantType { description } => description,
+            Self::Unavailable => "the authorization code store is not answering; retry shortly",
+            Self::ServerError => {
+                "the server could not issue tokens; this is a defect, and it has been logged"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for TokenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code(), self.description())
+    }
+}
+
+impl std::error::Error for TokenError {}

@@ -1,0 +1,44 @@
+//! The HTTP layer: the only part of the service that knows about actix-web.
+//! Routes, request reading, and the mapping of domain results to responses.
+
+mod dev;
+mod ops;
+mod response;
+mod token;
+mod wellknown;
+
+use actix_web::web;
+
+pub use self::response::error_response;
+use crate::redeem::Redeemer;
+
+/// Shared by every worker.
+pub struct AppState {
+    pub redeemer: Redeemer,
+    pub max_body_bytes: usize,
+    /// `GET /.well-known/jwks.json`, serialized once.
+    pub jwks: web::Bytes,
+    /// `GET /.well-known/openid-configuration`, serialized once.
+    pub discovery: web::Bytes,
+}
+
+/// Every route of the service.
+pub fn routes(cfg: &mut web::ServiceConfig, dev_codes: bool) {
+    cfg.service(
+        web::resource("/oauth/token")
+            .route(web::post().to(token::token))
+            .default_service(web::to(response::method_not_allowed)),
+    )
+    .route("/.well-known/jwks.json", web::get().to(wellknown::jwks))
+    .route(
+        "/.well-known/openid-configuration",
+        web::get().to(wellknown::discovery),
+    )
+    .route("/livez", web::get().to(ops::livez))
+    .route("/readyz", web::get().to(ops::readyz))
+    .route("/metrics", web::get().to(ops::metrics));
+    if dev_codes {
+        cfg.route("/dev/codes", web::post().to(dev::issue_code));
+    }
+    cfg.default_service(web::to(response::not_found));
+}

@@ -1,0 +1,33 @@
+//! Probes and metrics.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{web, HttpResponse};
+
+use super::AppState;
+use crate::store::CodeStore;
+
+/// `GET /livez`: the process answers.
+pub async fn livez() -> HttpResponse {
+    HttpResponse::Ok().body("ok\n")
+}
+
+/// `GET /readyz`: the code store answers within its command timeout.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    match &state.redeemer.store {
+        CodeStore::Memory(_) => HttpResponse::Ok().body("ready\n"),
+        CodeStore::Redis(redis) => match redis.ping().await {
+            Ok(()) => HttpResponse::Ok().body("ready\n"),
+            Err(e) => HttpResponse::ServiceUnavailable().body(format!("not ready: {e}\n")),
+        },
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        ))
+        .body(state.redeemer.metrics.render())
+}

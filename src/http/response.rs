@@ -1,0 +1,92 @@
+//! Responses of the token endpoint: RFC 6749 §5.1 success and §5.2 errors,
+//! with the headers both require.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use serde::Serialize;
+
+use crate::error::{Reason, TokenError};
+
+const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+const NO_CACHE: HeaderValue = HeaderValue::from_static("no-cache");
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// RFC 6749 §5.1: `Cache-Control: no-store` and `Pragma: no-cache` on any
+/// response carrying tokens, JSON body.
+pub fn token_response(body: &impl Serialize) -> HttpResponse {
+    match serde_json::to_vec(body) {
+        Ok(json) => HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, JSON))
+            .insert_header((header::CACHE_CONTROL, NO_STORE))
+            .insert_header((header::PRAGMA, NO_CACHE))
+            .body(json),
+        Err(_) => error_response(&TokenError::ServerError),
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    error_description: &'a str,
+}
+
+/// RFC 6749 §5.2: 400 with a JSON body, except `invalid_client` (401, with
+/// `WWW-Authenticate` when the client used the Authorization header), a
+/// body over the limit (413), an unavailable store (503 + `Retry-After`)
+/// and a defect (500).
+pub fn error_response(error: &TokenError) -> HttpResponse {
+    let status = match error {
+        TokenError::InvalidClient { .. } => StatusCode::UNAUTHORIZED,
+        TokenError::InvalidRequest {
+            reason: Reason::BodyTooLarge,
+            ..
+        } => StatusCode::PAYLOAD_TOO_LARGE,
+        TokenError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        TokenError::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let mut response = HttpResponse::build(status);
+    response
+        .insert_header((header::CONTENT_TYPE, JSON))
+        .insert_header((header::CACHE_CONTROL, NO_STORE))
+        .insert_header((header::PRAGMA, NO_CACHE));
+    match error {
+        TokenError::InvalidClient {
+            used_authorization_header: true,
+            ..
+        } => {
+            response.insert_header((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"token\", charset=\"UTF-8\""),
+            ));
+        }
+        TokenError::Unavailable => {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+        }
+        _ => {}
+    }
+    let body = ErrorBody {
+        error: error.code(),
+        error_description: error.description(),
+    };
+    response.body(serde_json::to_vec(&body).unwrap_or_default())
+}
+
+/// Anything but POST on the token endpoint.
+pub async fn method_not_allowed() -> HttpResponse {
+    let mut response = error_response(&TokenError::invalid_request(
+        "the token endpoint accepts only POST (RFC 6749 §3.2)",
+    ));
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    response
+}
+
+pub async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound()
+        .insert_header((header::CONTENT_TYPE, JSON))
+        .body(r#"{"error":"not_found","error_description":"no such endpoint; the token endpoint is POST /oauth/token"}"#)
+}

@@ -1,0 +1,113 @@
+//! `POST /oauth/token` (RFC 6749 §3.2, §4.1.3).
+
+use std::time::Instant;
+
+use actix_web::http::header;
+use actix_web::web::{self, BytesMut};
+use actix_web::{HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+
+use super::response::{error_response, token_response};
+use super::AppState;
+use crate::error::{Reason, TokenError};
+use crate::request::{TokenForm, TokenRequest};
+
+pub async fn token(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let started = Instant::now();
+    let metrics = &state.redeemer.metrics;
+    let result = async {
+        check_content_type(&request)?;
+        let body = read_body(&request, payload, state.max_body_bytes).await?;
+        let form = TokenForm::parse(&body)?;
+        let authorization = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes());
+        let token_request = TokenRequest::from_form(form, authorization)?;
+        state.redeemer.redeem(token_request).await
+    }
+    .await;
+    let response = match &result {
+        Ok(tokens) => token_response(tokens),
+        Err(error) => error_response(error),
+    };
+    metrics.record(match &result {
+        Ok(_) => Reason::Issued,
+        Err(e) => e.reason(),
+    });
+    metrics
+        .request_duration
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// RFC 6749 §4.1.3: "using the application/x-www-form-urlencoded format ...
+/// with a character encoding of UTF-8".
+fn check_content_type(request: &HttpRequest) -> Result<(), TokenError> {
+    let wrong = || {
+        TokenError::invalid_request(
+            "Content-Type must be application/x-www-form-urlencoded (RFC 6749 §4.1.3)",
+        )
+    };
+    let value = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .ok_or_else(wrong)?
+        .to_str()
+        .map_err(|_| wrong())?;
+    let mut parts = value.split(';');
+    let media_type = parts.next().unwrap_or_default().trim();
+    if !media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return Err(wrong());
+    }
+    for param in parts {
+        let (name, value) = param.split_once('=').unwrap_or((param, ""));
+        if name.trim().eq_ignore_ascii_case("charset") {
+            let charset = value.trim().trim_matches('"');
+            if !charset.eq_ignore_ascii_case("utf-8") {
+                return Err(TokenError::invalid_request(
+                    "the request body must be UTF-8 (RFC 6749 Appendix B); charset says otherwise",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn too_large(limit: usize) -> TokenError {
+    TokenError::InvalidRequest {
+        description: format!("request body exceeds {limit} bytes").into(),
+        reason: Reason::BodyTooLarge,
+    }
+}
+
+/// Read the whole body, refusing anything past `limit` as soon as it is
+/// announced or seen.
+async fn read_body(
+    request: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<BytesMut, TokenError> {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if announced.is_some_and(|len| len > limit) {
+        return Err(too_large(limit));
+    }
+    let mut body = BytesMut::with_capacity(announced.unwrap_or(512));
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|_| TokenError::invalid_request("the request body could not be read"))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}

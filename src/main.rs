@@ -1,0 +1,269 @@
+//! `token-endpoint`: serve (the default), or the operator's tools.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use token_endpoint::config::Settings;
+use token_endpoint::frontend::{self, Grant};
+use token_endpoint::pkce::ChallengeMethod;
+use token_endpoint::record::Resource;
+use token_endpoint::startup::Application;
+use token_endpoint::store::{CodeStore, KeySpace, RedisSettings, RedisStore};
+use token_endpoint::telemetry;
+
+#[derive(Parser)]
+#[command(version, about = "OAuth 2.0 authorization code + PKCE token endpoint")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (configured by TOKEN_ENDPOINT_* variables; see README).
+    Serve,
+    /// Write authorization codes as the login frontend does, and print each
+    /// code with a fresh verifier.
+    IssueCode(IssueCode),
+    /// Print a new random client secret and the hash to put in the client registry.
+    NewClientSecret,
+    /// Print a new PKCS#8 PEM signing key.
+    GenerateKey {
+        #[arg(long, value_enum, default_value_t = KeyAlg::Es256)]
+        alg: KeyAlg,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KeyAlg {
+    #[value(name = "ES256")]
+    Es256,
+    #[value(name = "EdDSA")]
+    EdDsa,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    /// One JSON object per code: {"code":..,"code_verifier":..}
+    Json,
+    /// Shell assignments CODE=.. and CODE_VERIFIER=.. (for eval; one code only)
+    Env,
+}
+
+#[derive(clap::Args)]
+struct IssueCode {
+    #[arg(long, default_value = "demo")]
+    client_id: String,
+    #[arg(long, default_value = "alice")]
+    sub: String,
+    #[arg(long, default_value = "openid profile")]
+    scope: String,
+    #[arg(long)]
+    redirect_uri: Option<String>,
+    #[arg(long)]
+    nonce: Option<String>,
+    #[arg(long)]
+    auth_time: Option<u64>,
+    #[arg(long)]
+    acr: Option<String>,
+    /// Repeat for several methods.
+    #[arg(long)]
+    amr: Vec<String>,
+    /// Extra ID-token claims, as a JSON object.
+    #[arg(long)]
+    claims: Option<String>,
+    /// Access token audience (RFC 8707); repeat for several.
+    #[arg(long)]
+    resource: Vec<String>,
+    #[arg(long, default_value = "S256")]
+    method: String,
+    /// Code lifetime in seconds.
+    #[arg(long, default_value_t = 60)]
+    ttl: u64,
+    /// How many codes to issue.
+    #[arg(long, default_value_t = 1)]
+    count: usize,
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    format: Format,
+    /// Write straight to this Redis. Without it, codes are issued through the
+    /// embedded default's POST /dev/codes at --server.
+    #[arg(long, env = "TOKEN_ENDPOINT_REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    #[arg(
+        long,
+        env = "TOKEN_ENDPOINT_REDIS_KEY_PREFIX",
+        default_value = "oauth:"
+    )]
+    key_prefix: String,
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    server: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(),
+        Command::IssueCode(args) => runtime.block_on(issue_code(args)),
+        Command::NewClientSecret => {
+            let secret = frontend::random_token();
+            let hash = token_endpoint::clients::SecretHash::of(&secret).encoded();
+            println!("client_secret = {secret}\nclient_secret_sha256 = \"{hash}\"");
+            Ok(())
+        }
+        Command::GenerateKey { alg } => generate_key(alg),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve() -> Result<(), String> {
+    let settings = Settings::from_env().map_err(|e| e.to_string())?;
+    telemetry::init(&settings.log_filter, settings.log_format);
+    actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(settings)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(port = app.port(), "listening");
+        app.run_until_stopped().await.map_err(|e| e.to_string())
+    })
+}
+
+async fn issue_code(args: IssueCode) -> Result<(), String> {
+    let method = match args.method.as_str() {
+        "S256" => ChallengeMethod::S256,
+        "plain" => ChallengeMethod::Plain,
+        other => return Err(format!("--method {other:?} is not S256 or plain")),
+    };
+    let claims = match &args.claims {
+        None => None,
+        Some(json) => Some(
+            serde_json::from_str(json)
+                .map_err(|e| format!("--claims is not a JSON object: {e}"))?,
+        ),
+    };
+    let resource = match args.resource.len() {
+        0 => None,
+        1 => args.resource.first().cloned().map(Resource::One),
+        _ => Some(Resource::Many(args.resource.clone())),
+    };
+    let grant = Grant {
+        client_id: args.client_id.clone(),
+        redirect_uri: args.redirect_uri.clone(),
+        sub: args.sub.clone(),
+        scope: args.scope.clone(),
+        nonce: args.nonce.clone(),
+        auth_time: args.auth_time,
+        acr: args.acr.clone(),
+        amr: (!args.amr.is_empty()).then(|| args.amr.clone()),
+        claims,
+        resource,
+        code_challenge_method: method,
+    };
+    if matches!(args.format, Format::Env) && args.count != 1 {
+        return Err("--format env prints one code; use --format json with --count".into());
+    }
+    let ttl = Duration::from_secs(args.ttl.max(1));
+    let issued = match &args.redis_url {
+        Some(url) => {
+            let store = CodeStore::Redis(
+                RedisStore::connect(&RedisSettings {
+                    url: url.clone().into(),
+                    keys: KeySpace::new(args.key_prefix.clone()),
+                    connect_timeout: Duration::from_secs(2),
+                    command_timeout: Duration::from_secs(2),
+                })
+                .await
+                .map_err(|e| format!("TOKEN_ENDPOINT_REDIS_URL: {e}"))?,
+            );
+            let mut issued = Vec::with_capacity(args.count);
+            for _ in 0..args.count {
+                issued.push(
+                    frontend::issue_code(&store, grant.clone(), ttl)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+            issued
+                .into_iter()
+                .map(|i| (i.code, i.verifier))
+                .collect::<Vec<_>>()
+        }
+        None => issue_through_server(&args, &grant).await?,
+    };
+    for (code, verifier) in issued {
+        match args.format {
+            Format::Json => println!(
+                "{}",
+                serde_json::json!({"code": code, "code_verifier": verifier})
+            ),
+            Format::Env => println!("CODE={code}\nCODE_VERIFIER={verifier}"),
+        }
+    }
+    Ok(())
+}
+
+/// The embedded default keeps codes in its own memory: ask it to issue them.
+async fn issue_through_server(
+    args: &IssueCode,
+    grant: &Grant,
+) -> Result<Vec<(String, String)>, String> {
+    let url = format!("{}/dev/codes", args.server.trim_end_matches('/'));
+    let body = serde_json::json!({
+        "client_id": grant.client_id, "redirect_uri": grant.redirect_uri, "sub": grant.sub,
+        "scope": grant.scope, "nonce": grant.nonce, "auth_time": grant.auth_time, "acr": grant.acr,
+        "amr": grant.amr, "claims": grant.claims, "resource": grant.resource,
+        "code_challenge_method": grant.code_challenge_method,
+    });
+    let client = reqwest::Client::new();
+    let mut out = Vec::with_capacity(args.count);
+    for _ in 0..args.count {
+        let response = client
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach {url} (is `cargo run --release` running? with Redis, pass --redis-url): {e}"))?;
+        let status = response.status();
+        let json: serde_json::Value = response.json().await.map_err(|e| format!("{url}: {e}"))?;
+        let field = |name: &str| json.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+        match (status.is_success(), field("code"), field("code_verifier")) {
+            (true, Some(code), Some(verifier)) => out.push((code, verifier)),
+            _ => return Err(format!("{url} answered {status}: {json}")),
+        }
+    }
+    Ok(out)
+}
+
+fn generate_key(alg: KeyAlg) -> Result<(), String> {
+    use ring::rand::SystemRandom;
+    use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    let rng = SystemRandom::new();
+    let der = match alg {
+        KeyAlg::Es256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|_| "key generation failed")?
+            .as_ref()
+            .to_vec(),
+        KeyAlg::EdDsa => Ed25519KeyPair::generate_pkcs8(&rng)
+            .map_err(|_| "key generation failed")?
+            .as_ref()
+            .to_vec(),
+    };
+    print!("{}", pem::encode(&pem::Pem::new("PRIVATE KEY", der)));
+    Ok(())
+}

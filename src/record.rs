@@ -1,0 +1,164 @@
+//! The code record: what the login frontend stores under each authorization
+//! code, and the checks a redemption makes against it.
+//!
+//! The contract is documented in the README ("Contract with the login
+//! frontend"); this module is its executable form. [`crate::frontend`] writes
+//! records by it, the stores take them by it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::pkce::{self, ChallengeMethod, CodeVerifier};
+
+/// The longest authorization code this service looks up. Longer values are
+/// rejected before any store is asked (codes are 43 characters when issued
+/// by [`crate::frontend`]).
+pub const MAX_CODE_LEN: usize = 512;
+
+/// A code record, as the login frontend wrote it.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct CodeRecord {
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_uri: Option<String>,
+    pub code_challenge: String,
+    pub code_challenge_method: ChallengeMethod,
+    pub sub: String,
+    pub scope: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
+    /// Extra ID-token claims (`email`, `name`, ...). Registered claim names
+    /// in here are ignored when the ID token is minted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims: Option<Map<String, Value>>,
+    /// RFC 8707 resource indicator(s): the access token's audience.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<Resource>,
+}
+
+/// `resource`: one URI or several.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Resource {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl std::fmt::Debug for CodeRecord {
+    /// The challenge and the nonce are left out: neither is a secret on its
+    /// own, but neither helps anyone reading a log either.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeRecord")
+            .field("client_id", &self.client_id)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("code_challenge_method", &self.code_challenge_method)
+            .field("sub", &self.sub)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a stored record cannot be redeemed at all: the frontend broke the
+/// contract. Carries no part of the record.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("code record violates the frontend contract: {0}")]
+pub struct BadRecord(pub String);
+
+impl CodeRecord {
+    pub fn parse(raw: &[u8]) -> Result<Self, BadRecord> {
+        serde_json::from_slice(raw).map_err(|e| {
+            // serde_json's messages name the field and position, never the value.
+            BadRecord(e.to_string())
+        })
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serializing a struct of strings, numbers and serde_json values
+        // cannot fail: no map has non-string keys.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Whether the scope contains `openid` (OpenID Connect Core §3.1.2.1).
+    pub fn is_openid(&self) -> bool {
+        self.scope.split(' ').any(|s| s == "openid")
+    }
+}
+
+/// What a redemption presents, to be checked against the record before the
+/// code is consumed.
+#[derive(Debug)]
+pub struct Presented<'a> {
+    /// The authenticated client.
+    pub client_id: &'a str,
+    pub redirect_uri: Option<&'a str>,
+    pub verifier: &'a CodeVerifier,
+    /// Whether this client may redeem codes bound with the `plain` method.
+    pub allow_plain: bool,
+}
+
+/// A check that failed. The code is *not* consumed by any of these: someone
+/// who holds only the code must not be able to destroy it for the client it
+/// was issued to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mismatch {
+    Client,
+    RedirectUri,
+    PlainNotAllowed,
+    Pkce,
+}
+
+impl Mismatch {
+    /// The word the Redis script answers with for this mismatch.
+    pub fn from_script_word(word: &str) -> Option<Self> {
+        Some(match word {
+            "client_mismatch" => Self::Client,
+            "redirect_mismatch" => Self::RedirectUri,
+            "plain_not_allowed" => Self::PlainNotAllowed,
+            "pkce_mismatch" => Self::Pkce,
+            _ => return None,
+        })
+    }
+}
+
+/// The checks of RFC 6749 §4.1.3 and RFC 7636 §4.6, in the order the Redis
+/// script makes them (`store/take_code.lua` mirrors this function).
+///
+/// - the code was issued to this client;
+/// - `redirect_uri` is present and identical when the authorization request
+///   carried one, and absent when it did not (the safer reading: a value we
+///   cannot compare is refused);
+/// - the `plain` method is used only by clients allowed to;
+/// - the verifier answers the challenge (constant-time comparison).
+pub fn check(record: &CodeRecord, presented: &Presented<'_>) -> Result<(), Mismatch> {
+    if record.client_id != presented.client_id {
+        return Err(Mismatch::Client);
+    }
+    if record.redirect_uri.as_deref() != presented.redirect_uri {
+        return Err(Mismatch::RedirectUri);
+    }
+    if record.code_challenge_method == ChallengeMethod::Plain && !presented.allow_plain {
+        return Err(Mismatch::PlainNotAllowed);
+    }
+    if !pkce::verify(
+        presented.verifier,
+        record.code_challenge_method,
+        &record.code_challenge,
+    ) {
+        return Err(Mismatch::Pkce);
+    }
+    Ok(())
+}
+
+/// Whether `code` can be an authorization code at all (RFC 6749 Appendix
+/// A.11: `1*VSCHAR`), and short enough to look up.
+pub fn is_well_formed_code(code: &str) -> bool {
+    !code.is_empty()
+        && code.len() <= MAX_CODE_LEN
+        && code.bytes().all(|b| (0x20..=0x7e).contains(&b))
+}

@@ -1,0 +1,300 @@
+//! From raw request bytes to a validated [`TokenRequest`]: the one place where
+//! untrusted input becomes domain types (RFC 6749 §4.1.3, §2.3.1, §3.2).
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use secrecy::SecretString;
+
+use crate::error::{Reason, TokenError};
+use crate::pkce::CodeVerifier;
+use crate::record::{is_well_formed_code, MAX_CODE_LEN};
+
+/// The parameters of a token request this service reads. Others are ignored
+/// (RFC 6749 §3.2: "The authorization server MUST ignore unrecognized
+/// request parameters").
+#[derive(Default)]
+pub struct TokenForm {
+    pub grant_type: Option<String>,
+    pub code: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub code_verifier: Option<String>,
+}
+
+impl TokenForm {
+    /// Parse an `application/x-www-form-urlencoded` body.
+    ///
+    /// - A parameter sent without a value counts as omitted (RFC 6749 §3.1).
+    /// - A recognized parameter sent twice is an error (RFC 6749 §3.1, §3.2).
+    /// - Percent-decoded bytes must be UTF-8.
+    pub fn parse(body: &[u8]) -> Result<Self, TokenError> {
+        let mut form = Self::default();
+        for pair in body.split(|&b| b == b'&') {
+            if pair.is_empty() {
+                continue;
+            }
+            let (name, value) = match pair.iter().position(|&b| b == b'=') {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => (pair, &b""[..]),
+            };
+            let name = decode_component(name)?;
+            let slot = match name.as_str() {
+                "grant_type" => &mut form.grant_type,
+                "code" => &mut form.code,
+                "redirect_uri" => &mut form.redirect_uri,
+                "client_id" => &mut form.client_id,
+                "client_secret" => &mut form.client_secret,
+                "code_verifier" => &mut form.code_verifier,
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err(TokenError::invalid_request(format!(
+                    "parameter {name} is repeated (RFC 6749 §3.2: parameters MUST NOT be included more than once)"
+                )));
+            }
+            let value = decode_component(value)?;
+            if !value.is_empty() {
+                *slot = Some(value);
+            }
+        }
+        Ok(form)
+    }
+}
+
+impl std::fmt::Debug for TokenForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenForm")
+            .field("grant_type", &self.grant_type)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Percent-decode one `x-www-form-urlencoded` component (`+` is a space).
+fn decode_component(raw: &[u8]) -> Result<String, TokenError> {
+    let plus_as_space: Vec<u8> = raw
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    let bytes: Vec<u8> = percent_encoding::percent_decode(&plus_as_space).collect();
+    String::from_utf8(bytes)
+        .map_err(|_| TokenError::invalid_request("request body is not UTF-8 once percent-decoded"))
+}
+
+/// An authorization code as presented: well-formed, otherwise unchecked.
+pub struct AuthCode(String);
+
+impl AuthCode {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AuthCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthCode([redacted])")
+    }
+}
+
+/// How the client presented its identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresentedAuth {
+    /// `client_id` in the body, no secret (a public client).
+    None,
+    /// `Authorization: Basic`.
+    Basic,
+    /// `client_id` and `client_secret` in the body.
+    Post,
+}
+
+/// Who the client says it is, and the secret it offers, if any.
+#[derive(Debug)]
+pub struct ClientCredentials {
+    pub client_id: String,
+    pub secret: Option<SecretString>,
+    pub method: PresentedAuth,
+}
+
+/// A token request whose parameters are all present and well-formed.
+#[derive(Debug)]
+pub struct TokenRequest {
+    pub credentials: ClientCredentials,
+    pub code: AuthCode,
+    pub redirect_uri: Option<String>,
+    pub verifier: CodeVerifier,
+}
+
+impl TokenRequest {
+    /// Validate a parsed form and the `Authorization` header, if any.
+    pub fn from_form(form: TokenForm, authorization: Option<&[u8]>) -> Result<Self, TokenError> {
+        match form.grant_type.as_deref() {
+            None => return Err(TokenError::invalid_request("grant_type is required")),
+            Some("authorization_code") => {}
+            Some(_) => {
+                return Err(TokenError::UnsupportedGrantType {
+                    description: "only grant_type=authorization_code is supported".into(),
+                })
+            }
+        }
+        let code = form
+            .code
+            .ok_or_else(|| TokenError::invalid_request("code is required"))?;
+        if !is_well_formed_code(&code) {
+            return Err(TokenError::invalid_request(format!(
+                "code must be 1 to {MAX_CODE_LEN} printable ASCII characters (RFC 6749 Appendix A.11)"
+            )));
+        }
+        let verifier = form.code_verifier.ok_or_else(|| {
+            TokenError::invalid_request(
+                "code_verifier is required: this server requires PKCE (RFC 7636) for every authorization code",
+            )
+        })?;
+        let verifier = CodeVerifier::parse(verifier).map_err(|e| TokenError::InvalidRequest {
+            description: e.to_string().into(),
+            reason: Reason::MalformedVerifier,
+        })?;
+        let credentials = client_credentials(form.client_id, form.client_secret, authorization)?;
+        Ok(Self {
+            credentials,
+            code: AuthCode(code),
+            redirect_uri: form.redirect_uri,
+            verifier,
+        })
+    }
+}
+
+fn invalid_client(description: &'static str, used_authorization_header: bool) -> TokenError {
+    TokenError::InvalidClient {
+        description: description.into(),
+        reason: Reason::AuthFailed,
+        used_authorization_header,
+    }
+}
+
+/// RFC 6749 §2.3: the client's identity from the header or the body, and
+/// never both mechanisms at once.
+fn client_credentials(
+    body_id: Option<String>,
+    body_secret: Option<String>,
+    authorization: Option<&[u8]>,
+) -> Result<ClientCredentials, TokenError> {
+    if let Some(header) = authorization {
+        if body_secret.is_some() {
+            return Err(TokenError::invalid_request(
+                "the client authenticated with both the Authorization header and client_secret; use one (RFC 6749 §2.3)",
+            ));
+        }
+        let (client_id, secret) = parse_basic(header)?;
+        if body_id.as_deref().is_some_and(|id| id != client_id) {
+            return Err(TokenError::invalid_request(
+                "client_id in the body differs from the client in the Authorization header",
+            ));
+        }
+        return Ok(ClientCredentials {
+            client_id,
+            secret: Some(secret.into()),
+            method: PresentedAuth::Basic,
+        });
+    }
+    let Some(client_id) = body_id else {
+        return Err(invalid_client(
+            "no client authentication included: send client_id (public clients) or authenticate (RFC 6749 §3.2.1)",
+            false,
+        ));
+    };
+    Ok(match body_secret {
+        Some(secret) => ClientCredentials {
+            client_id,
+            secret: Some(secret.into()),
+            method: PresentedAuth::Post,
+        },
+        None => ClientCredentials {
+            client_id,
+            secret: None,
+            method: PresentedAuth::None,
+        },
+    })
+}
+
+/// `Authorization: Basic base64(urlencode(client_id) ":" urlencode(secret))`
+/// (RFC 6749 §2.3.1, RFC 7617).
+fn parse_basic(header: &[u8]) -> Result<(String, String), TokenError> {
+    let bad = |d| invalid_client(d, true);
+    let header =
+        std::str::from_utf8(header).map_err(|_| bad("the Authorization header is not ASCII"))?;
+    let (scheme, encoded) = header
+        .split_once(' ')
+        .ok_or_else(|| bad("the Authorization header must be `Basic <credentials>`"))?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(bad(
+            "only the Basic authentication scheme is supported (RFC 6749 §2.3.1)",
+        ));
+    }
+    let decoded = STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| bad("the Basic credentials are not valid base64"))?;
+    let (id, secret) = decoded
+        .iter()
+        .position(|&b| b == b':')
+        .map(|i| (&decoded[..i], &decoded[i + 1..]))
+        .ok_or_else(|| bad("the Basic credentials have no ':' between client_id and secret"))?;
+    let decode = |part: &[u8]| {
+        decode_component(part).map_err(|_| bad("the Basic credentials are not UTF-8 once decoded"))
+    };
+    let (id, secret) = (decode(id)?, decode(secret)?);
+    if id.is_empty() {
+        return Err(bad("the Basic credentials have an empty client_id"));
+    }
+    Ok((id, secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(body: &str) -> Result<TokenForm, TokenError> {
+        TokenForm::parse(body.as_bytes())
+    }
+
+    #[test]
+    fn repeated_parameter_is_invalid_request() {
+        let err = form("code=a&code=b").unwrap_err();
+        assert_eq!(err.code(), "invalid_request");
+        assert!(err.description().contains("code is repeated"));
+    }
+
+    #[test]
+    fn empty_value_counts_as_omitted_and_unknown_names_are_ignored() {
+        let f = form("code=&foo=1&foo=2&grant_type=authorization_code").unwrap();
+        assert!(f.code.is_none());
+        assert_eq!(f.grant_type.as_deref(), Some("authorization_code"));
+    }
+
+    #[test]
+    fn percent_and_plus_decoding() {
+        let f = form("redirect_uri=https%3A%2F%2Fa.example%2Fcb%3Fx%3D1+2").unwrap();
+        assert_eq!(
+            f.redirect_uri.as_deref(),
+            Some("https://a.example/cb?x=1 2")
+        );
+        assert!(form("code=%FF").is_err());
+    }
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let header = format!("Basic {}", STANDARD.encode("my%3Aclient:s%26cret+x"));
+        let (id, secret) = parse_basic(header.as_bytes()).unwrap();
+        assert_eq!(id, "my:client");
+        assert_eq!(secret, "s&cret x");
+        let err = parse_basic(b"Bearer abc").unwrap_err();
+        assert!(matches!(
+            err,
+            TokenError::InvalidClient {
+                used_authorization_header: true,
+                ..
+            }
+        ));
+    }
+}

@@ -1,0 +1,192 @@
+//! Building the application from its settings: load clients and keys, connect
+//! the store, bind the listener. Tests build the very same application.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+use serde_json::json;
+
+use crate::clients::ClientRegistry;
+use crate::config::{ConfigError, Settings, StoreSettings};
+use crate::http::{routes, AppState};
+use crate::metrics::Metrics;
+use crate::redeem::Redeemer;
+use crate::store::{CodeStore, MemoryStore, RedisSettings, RedisStore};
+use crate::tokens::keys::{alg_name, verification_key_from_pem_file, SigningKey};
+use crate::tokens::{ring_provider, TokenMinter};
+
+/// Why the service could not start. Each names the setting at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("TOKEN_ENDPOINT_BIND: cannot listen: {0}")]
+    Bind(std::io::Error),
+}
+
+/// A bound, not yet running, service.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let listener = TcpListener::bind(settings.bind).map_err(StartupError::Bind)?;
+        Self::build_with_listener(settings, listener).await
+    }
+
+    /// Build on a listener the caller bound (tests bind port 0).
+    pub async fn build_with_listener(
+        settings: Settings,
+        listener: TcpListener,
+    ) -> Result<Self, StartupError> {
+        let port = listener.local_addr().map_err(StartupError::Bind)?.port();
+        let dev_codes = matches!(settings.store, StoreSettings::Embedded);
+        let state = web::Data::new(build_state(&settings).await?);
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .configure(|cfg| routes(cfg, dev_codes))
+        })
+        .workers(settings.workers)
+        .shutdown_timeout(30)
+        .listen(listener)
+        .map_err(StartupError::Bind)?
+        .run();
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serve until stopped (SIGINT/SIGTERM, or [`ServerHandle::stop`]); in-flight
+    /// requests drain first.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Load everything the redemption path needs, once.
+pub async fn build_state(settings: &Settings) -> Result<AppState, ConfigError> {
+    ring_provider::install();
+
+    let clients = match &settings.clients_file {
+        Some(path) => ClientRegistry::from_file(path)
+            .map_err(|e| ConfigError::new("TOKEN_ENDPOINT_CLIENTS_FILE", e.to_string()))?,
+        None => {
+            tracing::info!("no TOKEN_ENDPOINT_CLIENTS_FILE: serving the demo clients `demo` (public) and `demo-confidential` (secret `demo-secret`)");
+            ClientRegistry::demo()
+        }
+    };
+
+    let signing = if settings.signing_keys.is_empty() {
+        tracing::warn!(
+            "NO SIGNING KEY CONFIGURED: signing with an EPHEMERAL P-256 key generated at start-up. \
+             Every token becomes unverifiable when this process stops. Set TOKEN_ENDPOINT_SIGNING_KEYS for anything but a trial."
+        );
+        vec![SigningKey::ephemeral()]
+    } else {
+        settings
+            .signing_keys
+            .iter()
+            .map(|path| SigningKey::from_pem_file(path))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ConfigError::new("TOKEN_ENDPOINT_SIGNING_KEYS", e.to_string()))?
+    };
+    let verification = settings
+        .verification_keys
+        .iter()
+        .map(|path| verification_key_from_pem_file(path))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ConfigError::new("TOKEN_ENDPOINT_VERIFICATION_KEYS", e.to_string()))?;
+    let minter = TokenMinter::new(settings.issuer.clone(), signing, verification)
+        .map_err(|e| ConfigError::new("TOKEN_ENDPOINT_SIGNING_KEYS", e.to_string()))?;
+    let algorithms = minter.algorithms();
+    for client in clients.iter() {
+        if !algorithms.contains(&client.id_token_alg) {
+            return Err(ConfigError::new(
+                "TOKEN_ENDPOINT_CLIENTS_FILE",
+                format!(
+                    "client {:?} wants ID tokens signed with {}, but TOKEN_ENDPOINT_SIGNING_KEYS has no such key",
+                    client.client_id,
+                    client.id_token_alg_name()
+                ),
+            ));
+        }
+    }
+
+    let store = match &settings.store {
+        StoreSettings::Embedded => {
+            tracing::warn!("no TOKEN_ENDPOINT_REDIS_URL: codes live in this process only (embedded store); run a single replica, and use POST /dev/codes to issue codes");
+            let store = MemoryStore::new();
+            store.spawn_sweeper(Duration::from_secs(1));
+            CodeStore::Memory(store)
+        }
+        StoreSettings::Redis {
+            url,
+            keys,
+            connect_timeout,
+            command_timeout,
+        } => {
+            let redis = RedisStore::connect(&RedisSettings {
+                url: url.clone(),
+                keys: keys.clone(),
+                connect_timeout: *connect_timeout,
+                command_timeout: *command_timeout,
+            })
+            .await
+            .map_err(|e| {
+                ConfigError::new(
+                    "TOKEN_ENDPOINT_REDIS_URL",
+                    format!("cannot reach Redis: {e}"),
+                )
+            })?;
+            CodeStore::Redis(redis)
+        }
+    };
+
+    let access_key = minter.access_token_key();
+    let metrics = Metrics::new(store.kind(), access_key.kid(), alg_name(access_key.alg()));
+    tracing::info!(
+        store = store.kind(),
+        issuer = %settings.issuer,
+        kid = access_key.kid(),
+        alg = alg_name(access_key.alg()),
+        clients = clients.iter().count(),
+        "token endpoint ready"
+    );
+
+    let jwks = serde_json::to_vec(&minter.jwks())
+        .unwrap_or_default()
+        .into();
+    let issuer = &settings.issuer;
+    let discovery = serde_json::to_vec(&json!({
+        "issuer": issuer,
+        "authorization_endpoint": settings.authorization_endpoint,
+        "token_endpoint": format!("{issuer}/oauth/token"),
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "response_types_supported": ["code"],
+        "grant_types_supported": ["authorization_code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": algorithms.iter().map(|a| alg_name(*a)).collect::<Vec<_>>(),
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+        "code_challenge_methods_supported": ["S256"],
+    }))
+    .unwrap_or_default()
+    .into();
+
+    Ok(AppState {
+        redeemer: Redeemer::new(store, clients, minter, metrics),
+        max_body_bytes: settings.max_body_bytes,
+        jwks,
+        discovery,
+    })
+}

@@ -1,0 +1,57 @@
+//! Redis key names derived from a code (README: "Contract with the login frontend").
+
+/// The key names this service reads and writes, under a configurable prefix.
+///
+/// Every key derived from one code carries the code inside `{...}`, a Redis
+/// Cluster hash tag, so the record and its used marker share a slot and one
+/// script can touch both.
+#[derive(Debug, Clone)]
+pub struct KeySpace {
+    prefix: String,
+}
+
+impl KeySpace {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `<prefix>code:{<code>}`: the record the frontend writes.
+    pub fn code(&self, code: &str) -> String {
+        format!("{}code:{{{}}}", self.prefix, code)
+    }
+
+    /// `<prefix>used:{<code>}`: left by a successful redemption.
+    pub fn used(&self, code: &str) -> String {
+        format!("{}used:{{{}}}", self.prefix, code)
+    }
+
+    /// `<prefix>revoked-grant:<grant_id>`: what a resource server checks.
+    pub fn revoked_grant(&self, grant_id: &str) -> String {
+        format!("{}revoked-grant:{}", self.prefix, grant_id)
+    }
+}
+
+impl Default for KeySpace {
+    fn default() -> Self {
+        Self::new("oauth:")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_keys_share_the_hash_tag() {
+        let keys = KeySpace::default();
+        assert_eq!(keys.code("abc"), "oauth:code:{abc}");
+        assert_eq!(keys.used("abc"), "oauth:used:{abc}");
+        assert_eq!(keys.revoked_grant("g1"), "oauth:revoked-grant:g1");
+    }
+}

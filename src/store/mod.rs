@@ -1,0 +1,162 @@
+//! Where codes live between the frontend writing them and this service
+//! taking them: Redis in production, an in-process map on the embedded
+//! default. Both keep the same contract:
+//!
+//! - [`CodeStore::take`] checks the presented client, redirect URI and
+//!   verifier against the record and, only if all pass, removes the record
+//!   and leaves a "used" marker in the same atomic step. Of any number of
+//!   concurrent takes of one code, exactly one gets the record.
+//! - A failed check leaves the record in place.
+//! - A take of a code that was already taken answers [`TakeOutcome::Replayed`]
+//!   with the grant it produced, not [`TakeOutcome::Unknown`].
+
+mod keys;
+mod memory;
+mod redis;
+
+use std::time::Duration;
+
+pub use self::keys::KeySpace;
+pub use self::memory::MemoryStore;
+pub use self::redis::{RedisSettings, RedisStore};
+
+use crate::record::{BadRecord, CodeRecord, Mismatch, Presented};
+
+/// One redemption attempt, as the store sees it.
+#[derive(Debug)]
+pub struct TakeRequest<'a> {
+    pub code: &'a str,
+    pub presented: Presented<'a>,
+    /// What the used marker records if this take succeeds.
+    pub grant: &'a GrantMarker,
+}
+
+/// Left behind by a successful take, under the code's used-marker key, for as
+/// long as the tokens issued from the code live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantMarker {
+    /// The `grant_id` claim of the tokens issued from the code.
+    pub grant_id: String,
+    /// When the access token issued from the code expires (seconds since epoch).
+    pub tokens_expire_at: u64,
+}
+
+impl GrantMarker {
+    fn encode(&self) -> String {
+        format!("{} {}", self.grant_id, self.tokens_expire_at)
+    }
+
+    fn decode(raw: &str) -> Option<Self> {
+        let (grant_id, exp) = raw.split_once(' ')?;
+        Some(Self {
+            grant_id: grant_id.to_owned(),
+            tokens_expire_at: exp.parse().ok()?,
+        })
+    }
+
+    /// How long the marker must live: as long as the tokens it can revoke.
+    fn ttl(&self, now: u64) -> Duration {
+        Duration::from_secs(self.tokens_expire_at.saturating_sub(now).max(1))
+    }
+}
+
+/// What a take found.
+#[derive(Debug)]
+pub enum TakeOutcome {
+    /// The record, now removed from the store. The caller owns the grant.
+    Taken(CodeRecord),
+    /// A check failed; the record is still there.
+    Mismatch(Mismatch),
+    /// The code was taken before: this is a replay of the grant it produced.
+    Replayed(GrantMarker),
+    /// No such code: never issued, or expired.
+    Unknown,
+    /// The frontend stored something this service cannot read. The record has
+    /// been removed, since no request could ever redeem it.
+    BadRecord(BadRecord),
+}
+
+/// The store could not answer: Redis unreachable, timed out or refusing.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("code store unavailable: {0}")]
+    Unavailable(String),
+    #[error("code store timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("an authorization code with this value already exists")]
+    Conflict,
+}
+
+/// The store this process runs on.
+pub enum CodeStore {
+    Memory(MemoryStore),
+    Redis(RedisStore),
+}
+
+impl CodeStore {
+    /// Check the presented values against the record and, if they pass, take
+    /// the record: exactly once, atomically.
+    pub async fn take(&self, request: &TakeRequest<'_>) -> Result<TakeOutcome, StoreError> {
+        match self {
+            Self::Memory(store) => Ok(store.take(request)),
+            Self::Redis(store) => store.take(request).await,
+        }
+    }
+
+    /// Record that every token carrying `grant_id` is revoked, until `ttl`
+    /// from now (by then they have expired anyway).
+    pub async fn revoke_grant(&self, grant_id: &str, ttl: Duration) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(store) => {
+                store.revoke_grant(grant_id, ttl);
+                Ok(())
+            }
+            Self::Redis(store) => store.revoke_grant(grant_id, ttl).await,
+        }
+    }
+
+    /// Whether `grant_id` has been revoked (what a resource server asks).
+    pub async fn is_grant_revoked(&self, grant_id: &str) -> Result<bool, StoreError> {
+        match self {
+            Self::Memory(store) => Ok(store.is_grant_revoked(grant_id)),
+            Self::Redis(store) => store.is_grant_revoked(grant_id).await,
+        }
+    }
+
+    /// Store a code record the way the login frontend does: only if no code
+    /// with this value exists, expiring after `ttl`.
+    pub async fn insert(
+        &self,
+        code: &str,
+        record: &CodeRecord,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(store) => store.insert(code, record.to_json(), ttl),
+            Self::Redis(store) => store.insert(code, &record.to_json(), ttl).await,
+        }
+    }
+
+    /// Store raw bytes under a code, bypassing the contract: how tests and the
+    /// `issue-code --raw` tool imitate a broken frontend.
+    pub async fn insert_raw(&self, code: &str, raw: &str, ttl: Duration) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(store) => store.insert(code, raw.to_owned(), ttl),
+            Self::Redis(store) => store.insert(code, raw, ttl).await,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Memory(_) => "embedded",
+            Self::Redis(_) => "redis",
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,193 @@
+//! The Redis store: one script call per redemption (EVALSHA; the script is
+//! loaded once per connection and re-sent only if Redis lost it).
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script, SetExpiry, SetOptions};
+
+use super::{unix_now, GrantMarker, KeySpace, StoreError, TakeOutcome, TakeRequest};
+use crate::record::{check, BadRecord, CodeRecord, Mismatch};
+
+static TAKE_CODE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("take_code.lua")));
+
+/// How to reach Redis and how long to wait for it.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `redis://` or `rediss://` URL. Never logged: it may hold a password.
+    pub url: secrecy::SecretString,
+    pub keys: KeySpace,
+    /// Bound on establishing a connection.
+    pub connect_timeout: Duration,
+    /// Bound on one command, start to answer. Past it the request gets a 503.
+    pub command_timeout: Duration,
+}
+
+/// Codes in Redis, through one multiplexed connection that reconnects by
+/// itself. Cloning shares the connection.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    keys: KeySpace,
+    command_timeout: Duration,
+}
+
+impl RedisStore {
+    pub async fn connect(settings: &RedisSettings) -> Result<Self, StoreError> {
+        use secrecy::ExposeSecret;
+        let client = redis::Client::open(settings.url.expose_secret())
+            .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL: {:?}", e.kind())))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.connect_timeout))
+            .set_response_timeout(Some(settings.command_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        let conn = tokio::time::timeout(
+            settings.connect_timeout * 3,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| StoreError::Timeout(settings.connect_timeout * 3))?
+        .map_err(unavailable)?;
+        Ok(Self {
+            conn,
+            keys: settings.keys.clone(),
+            command_timeout: settings.command_timeout,
+        })
+    }
+
+    pub fn keys(&self) -> &KeySpace {
+        &self.keys
+    }
+
+    /// Run `fut` under the command timeout, whatever the driver does.
+    async fn bounded<T>(
+        &self,
+        fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.command_timeout, fut)
+            .await
+            .map_err(|_| StoreError::Timeout(self.command_timeout))?
+            .map_err(unavailable)
+    }
+
+    pub(super) async fn take(&self, request: &TakeRequest<'_>) -> Result<TakeOutcome, StoreError> {
+        let presented = &request.presented;
+        let marker_ttl = request.grant.ttl(unix_now()).as_secs();
+        let mut invocation = TAKE_CODE.prepare_invoke();
+        invocation
+            .key(self.keys.code(request.code))
+            .key(self.keys.used(request.code))
+            .arg(presented.client_id)
+            .arg(if presented.redirect_uri.is_some() {
+                "1"
+            } else {
+                "0"
+            })
+            .arg(presented.redirect_uri.unwrap_or(""))
+            .arg(presented.verifier.s256_challenge())
+            .arg(presented.verifier.as_str())
+            .arg(if presented.allow_plain { "1" } else { "0" })
+            .arg(request.grant.encode())
+            .arg(marker_ttl);
+        let mut conn = self.conn.clone();
+        let answer: Vec<Vec<u8>> = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        let mut parts = answer.into_iter();
+        let word = parts.next().unwrap_or_default();
+        let payload = parts.next();
+        Ok(match (word.as_slice(), payload) {
+            (b"taken", Some(raw)) => match CodeRecord::parse(&raw) {
+                Err(bad) => TakeOutcome::BadRecord(bad),
+                Ok(record) => match check(&record, presented) {
+                    Ok(()) => TakeOutcome::Taken(record),
+                    // The script and record::check disagree: a defect. The
+                    // code is consumed; refuse rather than issue tokens on a
+                    // check this process did not pass.
+                    Err(mismatch) => {
+                        tracing::error!(
+                            ?mismatch,
+                            "take_code.lua accepted a redemption that record::check refuses"
+                        );
+                        TakeOutcome::Mismatch(mismatch)
+                    }
+                },
+            },
+            (b"replay", Some(raw)) => {
+                match std::str::from_utf8(&raw).ok().and_then(GrantMarker::decode) {
+                    Some(marker) => TakeOutcome::Replayed(marker),
+                    None => TakeOutcome::BadRecord(BadRecord("used marker is unreadable".into())),
+                }
+            }
+            (b"unknown", _) => TakeOutcome::Unknown,
+            (b"bad_record", reason) => TakeOutcome::BadRecord(BadRecord(
+                reason
+                    .map(|r| String::from_utf8_lossy(&r).into_owned())
+                    .unwrap_or_default(),
+            )),
+            (other, _) => match std::str::from_utf8(other)
+                .ok()
+                .and_then(Mismatch::from_script_word)
+            {
+                Some(mismatch) => TakeOutcome::Mismatch(mismatch),
+                None => {
+                    return Err(StoreError::Unavailable(
+                        "take_code.lua answered something unexpected".into(),
+                    ))
+                }
+            },
+        })
+    }
+
+    pub(super) async fn revoke_grant(
+        &self,
+        grant_id: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let key = self.keys.revoked_grant(grant_id);
+        let secs = ttl.as_secs().max(1);
+        self.bounded(conn.set_ex::<_, _, ()>(key, "1", secs)).await
+    }
+
+    pub(super) async fn is_grant_revoked(&self, grant_id: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let key = self.keys.revoked_grant(grant_id);
+        self.bounded(conn.exists::<_, bool>(key)).await
+    }
+
+    /// `SET <prefix>code:{<code>} <raw> EX <ttl> NX`, as the frontend does.
+    pub(super) async fn insert(
+        &self,
+        code: &str,
+        raw: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let options = SetOptions::default()
+            .conditional_set(redis::ExistenceCheck::NX)
+            .with_expiration(SetExpiry::EX(ttl.as_secs().max(1)));
+        let written: bool = self
+            .bounded(conn.set_options(self.keys.code(code), raw, options))
+            .await?;
+        if written {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
+        }
+    }
+
+    /// `PING`, bounded by the command timeout.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        self.bounded(redis::cmd("PING").query_async::<String>(&mut conn))
+            .await
+            .map(drop)
+    }
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    // The driver's messages name the failure kind and address, never the
+    // password of the URL.
+    StoreError::Unavailable(e.to_string())
+}

@@ -1,0 +1,336 @@
+//! Minting the access token (RFC 9068) and the ID token (OpenID Connect Core
+//! §2, §3.1.3.6) of one grant.
+//!
+//! Each key's protected headers are encoded once, at start-up; a token is
+//! then one claims serialization, one base64url pass and one signature.
+
+pub mod keys;
+pub mod ring_provider;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::Algorithm;
+use ring::digest::{digest, SHA256, SHA512};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use self::keys::{alg_name, PublicJwk, SigningKey};
+use crate::clients::Client;
+use crate::record::{CodeRecord, Resource};
+
+/// Claims an ID token's extra `claims` may not set: registered by RFC 7519 or
+/// OpenID Connect Core §2, or set by this service.
+const REGISTERED_CLAIMS: &[&str] = &[
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "jti",
+    "auth_time",
+    "nonce",
+    "acr",
+    "amr",
+    "azp",
+    "at_hash",
+    "c_hash",
+    "s_hash",
+    "sid",
+    "client_id",
+    "scope",
+    "grant_id",
+    "cnf",
+    "typ",
+];
+
+/// Why a token could not be minted. Only a defect or a broken key gets here.
+#[derive(Debug, thiserror::Error)]
+pub enum MintError {
+    #[error("no signing key for {0}")]
+    NoKey(&'static str),
+    #[error("signing failed")]
+    Sign,
+    #[error("claims could not be serialized: {0}")]
+    Serialize(#[from] serde_json::Error),
+}
+
+struct ActiveKey {
+    key: SigningKey,
+    /// `BASE64URL({"alg":..,"typ":"at+jwt","kid":..}) + "."`
+    access_header: String,
+    /// `BASE64URL({"alg":..,"typ":"JWT","kid":..}) + "."`
+    id_header: String,
+}
+
+impl ActiveKey {
+    fn new(key: SigningKey) -> Self {
+        let header = |typ: &str| {
+            let json =
+                serde_json::json!({"alg": alg_name(key.alg()), "typ": typ, "kid": key.kid()});
+            let mut out = URL_SAFE_NO_PAD.encode(json.to_string());
+            out.push('.');
+            out
+        };
+        Self {
+            access_header: header("at+jwt"),
+            id_header: header("JWT"),
+            key,
+        }
+    }
+
+    /// `header.payload.signature`, the JWS compact serialization.
+    fn sign(&self, header: &str, claims: &impl Serialize) -> Result<String, MintError> {
+        let payload = serde_json::to_vec(claims)?;
+        // 4/3 of the payload, the header, and room for the largest (RSA-4096) signature.
+        let mut token = String::with_capacity(header.len() + payload.len() * 4 / 3 + 700);
+        token.push_str(header);
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+        let signature = self
+            .key
+            .signer()
+            .try_sign(token.as_bytes())
+            .map_err(|_| MintError::Sign)?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
+        Ok(token)
+    }
+}
+
+/// The tokens of one grant.
+pub struct Minted {
+    pub access_token: String,
+    pub id_token: Option<String>,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+}
+
+impl std::fmt::Debug for Minted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Minted")
+            .field("access_token", &"[redacted]")
+            .field("id_token", &self.id_token.as_ref().map(|_| "[redacted]"))
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}
+
+/// One grant's identity, for the tokens' `jti` and `grant_id`.
+pub struct GrantIds<'a> {
+    pub grant_id: &'a str,
+    pub jti: &'a str,
+    pub now: u64,
+}
+
+/// Signs tokens with the configured keys.
+pub struct TokenMinter {
+    issuer: String,
+    /// Signs every access token: the first key configured.
+    access: ActiveKey,
+    /// The first key of each other algorithm, for clients that ask for it.
+    others: Vec<ActiveKey>,
+    /// Everything the JWKS publishes: signing keys first, then keys kept for
+    /// verification only.
+    published: Vec<PublicJwk>,
+}
+
+impl TokenMinter {
+    /// `signing` must not be empty: the first key signs access tokens.
+    pub fn new(
+        issuer: String,
+        signing: Vec<SigningKey>,
+        verification_only: Vec<PublicJwk>,
+    ) -> Result<Self, MintError> {
+        let mut published: Vec<PublicJwk> = signing.iter().map(|k| k.public.clone()).collect();
+        published.extend(verification_only);
+        let mut keys = signing.into_iter().map(ActiveKey::new);
+        let access = keys.next().ok_or(MintError::NoKey("access tokens"))?;
+        let mut others: Vec<ActiveKey> = Vec::new();
+        for key in keys {
+            if key.key.alg() != access.key.alg()
+                && others.iter().all(|o| o.key.alg() != key.key.alg())
+            {
+                others.push(key);
+            }
+        }
+        Ok(Self {
+            issuer,
+            access,
+            others,
+            published,
+        })
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The key that signs ID tokens of `alg`.
+    fn key_for(&self, alg: Algorithm) -> Option<&ActiveKey> {
+        std::iter::once(&self.access)
+            .chain(&self.others)
+            .find(|k| k.key.alg() == alg)
+    }
+
+    /// Algorithms an ID token can be signed with.
+    pub fn algorithms(&self) -> Vec<Algorithm> {
+        std::iter::once(&self.access)
+            .chain(&self.others)
+            .map(|k| k.key.alg())
+            .collect()
+    }
+
+    pub fn access_token_key(&self) -> &SigningKey {
+        &self.access.key
+    }
+
+    /// The public keys, as `GET /.well-known/jwks.json` serves them.
+    pub fn jwks(&self) -> Value {
+        serde_json::json!({ "keys": self.published.iter().map(|k| &k.jwk).collect::<Vec<_>>() })
+    }
+
+    pub fn mint(
+        &self,
+        record: &CodeRecord,
+        client: &Client,
+        ids: &GrantIds<'_>,
+    ) -> Result<Minted, MintError> {
+        let lifetime = client.access_token_lifetime.as_secs();
+        let audience = match &record.resource {
+            Some(Resource::One(one)) => Audience::One(one),
+            Some(Resource::Many(many)) => Audience::Many(many),
+            None => Audience::Many(&client.audience),
+        };
+        let access_claims = AccessClaims {
+            iss: &self.issuer,
+            sub: &record.sub,
+            aud: audience,
+            client_id: &client.client_id,
+            exp: ids.now + lifetime,
+            iat: ids.now,
+            jti: ids.jti,
+            scope: &record.scope,
+            auth_time: record.auth_time,
+            acr: record.acr.as_deref(),
+            amr: record.amr.as_deref(),
+            grant_id: ids.grant_id,
+        };
+        let access_token = self
+            .access
+            .sign(&self.access.access_header, &access_claims)?;
+
+        let id_token = if record.is_openid() {
+            let key = self
+                .key_for(client.id_token_alg)
+                .ok_or(MintError::NoKey(alg_name(client.id_token_alg)))?;
+            let id_claims = IdClaims {
+                iss: &self.issuer,
+                sub: &record.sub,
+                aud: &client.client_id,
+                exp: ids.now + client.id_token_lifetime.as_secs(),
+                iat: ids.now,
+                auth_time: record.auth_time,
+                nonce: record.nonce.as_deref(),
+                acr: record.acr.as_deref(),
+                amr: record.amr.as_deref(),
+                at_hash: &at_hash(key.key.alg(), &access_token),
+                extra: record.claims.as_ref(),
+            };
+            Some(key.sign(&key.id_header, &id_claims)?)
+        } else {
+            None
+        };
+        Ok(Minted {
+            access_token,
+            id_token,
+            expires_in: lifetime,
+        })
+    }
+}
+
+/// OpenID Connect Core §3.1.3.6: the left half of the hash of the access
+/// token's ASCII octets, with the hash of the ID token's `alg` (SHA-512 for
+/// EdDSA over Ed25519, OpenID Connect Core errata 2).
+pub fn at_hash(alg: Algorithm, access_token: &str) -> String {
+    let hash = match alg {
+        Algorithm::EdDSA => digest(&SHA512, access_token.as_bytes()),
+        _ => digest(&SHA256, access_token.as_bytes()),
+    };
+    let bytes = hash.as_ref();
+    URL_SAFE_NO_PAD.encode(&bytes[..bytes.len() / 2])
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Audience<'a> {
+    One(&'a str),
+    Many(&'a [String]),
+}
+
+/// RFC 9068 §2.2, plus `grant_id` (see README: "What a resource server checks").
+#[derive(Serialize)]
+struct AccessClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: Audience<'a>,
+    client_id: &'a str,
+    exp: u64,
+    iat: u64,
+    jti: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    scope: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_time: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    acr: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    amr: Option<&'a [String]>,
+    grant_id: &'a str,
+}
+
+/// OpenID Connect Core §2 and §3.1.3.6.
+struct IdClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    exp: u64,
+    iat: u64,
+    auth_time: Option<u64>,
+    nonce: Option<&'a str>,
+    acr: Option<&'a str>,
+    amr: Option<&'a [String]>,
+    at_hash: &'a str,
+    extra: Option<&'a Map<String, Value>>,
+}
+
+impl Serialize for IdClaims<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("iss", self.iss)?;
+        map.serialize_entry("sub", self.sub)?;
+        map.serialize_entry("aud", self.aud)?;
+        map.serialize_entry("exp", &self.exp)?;
+        map.serialize_entry("iat", &self.iat)?;
+        if let Some(auth_time) = self.auth_time {
+            map.serialize_entry("auth_time", &auth_time)?;
+        }
+        if let Some(nonce) = self.nonce {
+            map.serialize_entry("nonce", nonce)?;
+        }
+        if let Some(acr) = self.acr {
+            map.serialize_entry("acr", acr)?;
+        }
+        if let Some(amr) = self.amr {
+            map.serialize_entry("amr", amr)?;
+        }
+        map.serialize_entry("azp", self.aud)?;
+        map.serialize_entry("at_hash", self.at_hash)?;
+        for (name, value) in self.extra.into_iter().flatten() {
+            if !REGISTERED_CLAIMS.contains(&name.as_str()) {
+                map.serialize_entry(name, value)?;
+            }
+        }
+        map.end()
+    }
+}
