@@ -25,7 +25,7 @@ enum Command {
     Serve,
     /// Write authorization codes as the login frontend does, and print each
     /// code with a fresh verifier.
-    IssueCode(IssueCode),
+    IssueCode(Box<IssueCode>),
     /// Print a new random client secret and the hash to put in the client registry.
     NewClientSecret,
     /// Print a new PKCS#8 PEM signing key.
@@ -114,7 +114,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(),
-        Command::IssueCode(args) => runtime.block_on(issue_code(args)),
+        Command::IssueCode(args) => runtime.block_on(issue_code(*args)),
         Command::NewClientSecret => {
             let secret = frontend::random_token();
             let hash = token_endpoint::clients::SecretHash::of(&secret).encoded();

@@ -93,7 +93,7 @@ impl Metrics {
             signing_alg,
         ])
         .set(1);
-        let metrics = Self {
+        Self {
             requests,
             code_replays: register(
                 &registry,
@@ -126,8 +126,7 @@ impl Metrics {
                 .expect("valid"),
             ),
             registry,
-        };
-        metrics
+        }
     }
 
     pub fn record(&self, reason: Reason) {

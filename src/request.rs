@@ -34,10 +34,9 @@ impl TokenForm {
             if pair.is_empty() {
                 continue;
             }
-            let (name, value) = match pair.iter().position(|&b| b == b'=') {
-                Some(i) => (&pair[..i], &pair[i + 1..]),
-                None => (pair, &b""[..]),
-            };
+            let mut halves = pair.splitn(2, |&b| b == b'=');
+            let name = halves.next().unwrap_or_default();
+            let value = halves.next().unwrap_or_default();
             let name = decode_component(name)?;
             let slot = match name.as_str() {
                 "grant_type" => &mut form.grant_type,
@@ -235,10 +234,10 @@ fn parse_basic(header: &[u8]) -> Result<(String, String), TokenError> {
     let decoded = STANDARD
         .decode(encoded.trim())
         .map_err(|_| bad("the Basic credentials are not valid base64"))?;
-    let (id, secret) = decoded
-        .iter()
-        .position(|&b| b == b':')
-        .map(|i| (&decoded[..i], &decoded[i + 1..]))
+    let mut halves = decoded.splitn(2, |&b| b == b':');
+    let id = halves.next().unwrap_or_default();
+    let secret = halves
+        .next()
         .ok_or_else(|| bad("the Basic credentials have no ':' between client_id and secret"))?;
     let decode = |part: &[u8]| {
         decode_component(part).map_err(|_| bad("the Basic credentials are not UTF-8 once decoded"))

@@ -43,15 +43,25 @@ impl Application {
         settings: Settings,
         listener: TcpListener,
     ) -> Result<Self, StartupError> {
-        let port = listener.local_addr().map_err(StartupError::Bind)?.port();
-        let dev_codes = matches!(settings.store, StoreSettings::Embedded);
         let state = web::Data::new(build_state(&settings).await?);
+        Self::serve(state, listener, settings.workers)
+    }
+
+    /// Serve `state` on `listener`. Tests keep a handle on `state` to reach
+    /// the very store the service uses.
+    pub fn serve(
+        state: web::Data<AppState>,
+        listener: TcpListener,
+        workers: usize,
+    ) -> Result<Self, StartupError> {
+        let port = listener.local_addr().map_err(StartupError::Bind)?.port();
+        let dev_codes = matches!(state.redeemer.store, CodeStore::Memory(_));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .configure(|cfg| routes(cfg, dev_codes))
         })
-        .workers(settings.workers)
+        .workers(workers)
         .shutdown_timeout(30)
         .listen(listener)
         .map_err(StartupError::Bind)?

@@ -65,7 +65,7 @@ impl MemoryStore {
         // between the check and this replacement.
         entry.expires_at = now + request.grant.ttl(unix_now());
         entry.slot = Slot::Used(request.grant.clone());
-        TakeOutcome::Taken(record)
+        TakeOutcome::Taken(Box::new(record))
     }
 
     pub(super) fn insert(&self, code: &str, raw: String, ttl: Duration) -> Result<(), StoreError> {

@@ -64,7 +64,7 @@ impl GrantMarker {
 #[derive(Debug)]
 pub enum TakeOutcome {
     /// The record, now removed from the store. The caller owns the grant.
-    Taken(CodeRecord),
+    Taken(Box<CodeRecord>),
     /// A check failed; the record is still there.
     Mismatch(Mismatch),
     /// The code was taken before: this is a replay of the grant it produced.

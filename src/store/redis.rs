@@ -100,7 +100,7 @@ impl RedisStore {
             (b"taken", Some(raw)) => match CodeRecord::parse(&raw) {
                 Err(bad) => TakeOutcome::BadRecord(bad),
                 Ok(record) => match check(&record, presented) {
-                    Ok(()) => TakeOutcome::Taken(record),
+                    Ok(()) => TakeOutcome::Taken(Box::new(record)),
                     // The script and record::check disagree: a defect. The
                     // code is consumed; refuse rather than issue tokens on a
                     // check this process did not pass.

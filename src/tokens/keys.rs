@@ -148,7 +148,8 @@ fn public_jwk(alg: Algorithm, public: &[u8]) -> Result<PublicJwk, String> {
                 .strip_prefix(&[0x04])
                 .filter(|p| p.len() == 64)
                 .ok_or("P-256 public key is not an uncompressed point")?;
-            let (x, y) = (b64(&point[..32]), b64(&point[32..]));
+            let (x, y) = point.split_at(32);
+            let (x, y) = (b64(x), b64(y));
             let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
             (
                 json!({"kty": "EC", "crv": "P-256", "x": x, "y": y}),

@@ -258,7 +258,7 @@ pub fn at_hash(alg: Algorithm, access_token: &str) -> String {
         _ => digest(&SHA256, access_token.as_bytes()),
     };
     let bytes = hash.as_ref();
-    URL_SAFE_NO_PAD.encode(&bytes[..bytes.len() / 2])
+    URL_SAFE_NO_PAD.encode(bytes.split_at(bytes.len() / 2).0)
 }
 
 #[derive(Serialize)]
