@@ -1,0 +1,99 @@
+//! Exactly once: many concurrent redemptions of each code, across replicas.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+
+use crate::helpers::*;
+
+const CODES: usize = 1000;
+const ATTEMPTS_PER_CODE: usize = 8;
+
+/// Redeem every code `ATTEMPTS_PER_CODE` times at once, spread over `apps`;
+/// return (successes, invalid_grant answers, anything else).
+async fn hammer(
+    apps: &[TestApp],
+    codes: &[token_endpoint::frontend::IssuedCode],
+) -> (usize, usize, Vec<String>) {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    let attempts = codes
+        .iter()
+        .flat_map(|issued| (0..ATTEMPTS_PER_CODE).map(move |i| (issued, i)));
+    let results: Vec<(u16, String)> = futures::stream::iter(attempts)
+        .map(|(issued, i)| {
+            let app = &apps[i % apps.len()];
+            let http = http.clone();
+            async move {
+                let response = http
+                    .post(app.token_url())
+                    .form(&TestApp::form(issued, "public-app"))
+                    .send()
+                    .await
+                    .expect("answer");
+                let status = response.status().as_u16();
+                let text = response.text().await.expect("body");
+                let body: serde_json::Value = serde_json::from_str(&text)
+                    .unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+                let what = body["error"].as_str().unwrap_or("").to_owned();
+                (status, what)
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let successes = results.iter().filter(|(s, _)| *s == 200).count();
+    let invalid_grant = results
+        .iter()
+        .filter(|(s, e)| *s == 400 && e == "invalid_grant")
+        .count();
+    let other = results
+        .iter()
+        .filter(|(s, e)| !(*s == 200 || (*s == 400 && e == "invalid_grant")))
+        .map(|(s, e)| format!("{s} {e}"))
+        .collect();
+    (successes, invalid_grant, other)
+}
+
+/// 1,000 codes, each redeemed by 8 concurrent requests spread over 3 app
+/// instances sharing one Redis: exactly 1,000 successes, every other answer
+/// `invalid_grant`, and 7,000 replays counted across the instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_code_redeems_exactly_once_across_three_replicas() {
+    let first = spawn_app(Backend::Redis).await;
+    let mut apps = vec![];
+    for _ in 0..2 {
+        apps.push(spawn_app_on(first.redis.clone(), Arc::clone(&first.files), |_| {}).await);
+    }
+    apps.push(first);
+    let mut codes = Vec::with_capacity(CODES);
+    for _ in 0..CODES {
+        codes.push(apps[0].issue(grant("public-app")).await);
+    }
+    let (successes, invalid_grant, other) = hammer(&apps, &codes).await;
+    assert_eq!(other, Vec::<String>::new());
+    assert_eq!(successes, CODES);
+    assert_eq!(invalid_grant, CODES * (ATTEMPTS_PER_CODE - 1));
+    let mut replays = 0.0;
+    for app in &apps {
+        replays += app.metric("code_replays_total").await;
+    }
+    assert_eq!(replays, (CODES * (ATTEMPTS_PER_CODE - 1)) as f64);
+}
+
+/// The same property on the embedded store (one process by design).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_code_redeems_exactly_once_on_the_embedded_store() {
+    let app = spawn_app(Backend::Embedded).await;
+    let mut codes = Vec::with_capacity(CODES);
+    for _ in 0..CODES {
+        codes.push(app.issue(grant("public-app")).await);
+    }
+    let apps = [app];
+    let (successes, invalid_grant, other) = hammer(&apps, &codes).await;
+    assert_eq!(other, Vec::<String>::new());
+    assert_eq!(successes, CODES);
+    assert_eq!(invalid_grant, CODES * (ATTEMPTS_PER_CODE - 1));
+}

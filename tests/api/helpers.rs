@@ -1,0 +1,492 @@
+//! The harness: a real `redis-server` on a free port, the real application on
+//! port 0, and typed helpers that speak HTTP to it.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::web;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::Value;
+use token_endpoint::config::{LogFormat, Settings, StoreSettings};
+use token_endpoint::frontend::{self, Grant, IssuedCode};
+use token_endpoint::http::AppState;
+use token_endpoint::startup::{build_state, Application};
+use token_endpoint::store::KeySpace;
+
+/// Which code store the app under test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Redis,
+    Embedded,
+}
+
+/// Generate one `#[tokio::test]` per store for an `async fn(Backend)`, so
+/// both stores pass the very same cases.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($case:ident),* $(,)?) => {
+        $(
+            mod $case {
+                #[tokio::test]
+                async fn redis() {
+                    super::$case($crate::helpers::Backend::Redis).await
+                }
+                #[tokio::test]
+                async fn embedded() {
+                    super::$case($crate::helpers::Backend::Embedded).await
+                }
+            }
+        )*
+    };
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
+/// A private `redis-server`, killed when dropped.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let mut server = Self {
+            child: None,
+            port,
+            _dir: dir,
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .arg("--dir")
+            .arg(self._dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start redis-server ({e}): the tests need a real Redis; \
+                     install Debian's package `redis-server` (apt-get install redis-server)"
+                )
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.ping() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "redis-server on port {} did not answer PING within 10 s",
+            self.port
+        );
+    }
+
+    fn ping(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut buf = [0u8; 7];
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read_exact(&mut buf).is_ok()
+            && &buf == b"+PONG\r\n"
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kill the server (SIGKILL): the outage tests use this.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start again on the same port, empty.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// A synchronous client for assertions about raw keys.
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(self.url()).expect("valid URL")
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The registry the test apps load: one client of each kind.
+pub const REGISTRY: &str = r#"
+[[clients]]
+client_id = "public-app"
+token_endpoint_auth_method = "none"
+audience = ["https://api.test", "https://other.test"]
+access_token_lifetime = 600
+id_token_lifetime = 120
+
+[[clients]]
+client_id = "basic-app"
+token_endpoint_auth_method = "client_secret_basic"
+client_secret_sha256 = "HASH_OF_BASIC_SECRET"
+audience = "https://api.test"
+
+[[clients]]
+client_id = "post-app"
+token_endpoint_auth_method = "client_secret_post"
+client_secret_sha256 = "HASH_OF_POST_SECRET"
+audience = "https://api.test"
+
+[[clients]]
+client_id = "plain-app"
+token_endpoint_auth_method = "none"
+allow_plain_pkce = true
+audience = "https://api.test"
+
+[[clients]]
+client_id = "rsa-app"
+token_endpoint_auth_method = "none"
+audience = "https://api.test"
+id_token_signed_response_alg = "RS256"
+
+[[clients]]
+client_id = "eddsa-app"
+token_endpoint_auth_method = "none"
+audience = "https://api.test"
+id_token_signed_response_alg = "EdDSA"
+"#;
+
+pub const BASIC_SECRET: &str = "basic-secret-0123456789";
+pub const POST_SECRET: &str = "post-secret-0123456789";
+pub const ISSUER: &str = "https://id.test";
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Files the app reads at start-up, in a private directory.
+pub struct AppFiles {
+    pub dir: tempfile::TempDir,
+    pub registry: PathBuf,
+    pub es256_key: PathBuf,
+}
+
+impl AppFiles {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let registry = dir.path().join("clients.toml");
+        let toml = REGISTRY
+            .replace(
+                "HASH_OF_BASIC_SECRET",
+                &token_endpoint::clients::SecretHash::of(BASIC_SECRET).encoded(),
+            )
+            .replace(
+                "HASH_OF_POST_SECRET",
+                &token_endpoint::clients::SecretHash::of(POST_SECRET).encoded(),
+            );
+        std::fs::write(&registry, toml).expect("write registry");
+        let es256_key = dir.path().join("es256.pem");
+        let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &ring::rand::SystemRandom::new(),
+        )
+        .expect("generate P-256");
+        std::fs::write(
+            &es256_key,
+            pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8.as_ref().to_vec())),
+        )
+        .expect("write key");
+        Self {
+            dir,
+            registry,
+            es256_key,
+        }
+    }
+}
+
+/// The settings of a test app: every setting as in production, port 0.
+pub fn settings(files: &AppFiles, redis: Option<&RedisServer>) -> Settings {
+    Settings {
+        bind: "127.0.0.1:0".parse().expect("address"),
+        workers: 2,
+        issuer: ISSUER.into(),
+        authorization_endpoint: format!("{ISSUER}/authorize"),
+        store: match redis {
+            None => StoreSettings::Embedded,
+            Some(redis) => StoreSettings::Redis {
+                url: redis.url().into(),
+                keys: KeySpace::default(),
+                connect_timeout: Duration::from_millis(500),
+                command_timeout: Duration::from_millis(250),
+            },
+        },
+        clients_file: Some(files.registry.clone()),
+        signing_keys: vec![
+            files.es256_key.clone(),
+            fixture("rsa-2048.test-only.pem"),
+            fixture("ed25519.test-only.pem"),
+        ],
+        verification_keys: vec![fixture("ec-p256-public.test-only.pem")],
+        max_body_bytes: 8192,
+        log_filter: "info".into(),
+        log_format: LogFormat::Text,
+    }
+}
+
+/// A running app and what a test needs to talk to it.
+pub struct TestApp {
+    pub address: String,
+    pub state: web::Data<AppState>,
+    pub http: reqwest::Client,
+    pub redis: Option<Arc<std::sync::Mutex<RedisServer>>>,
+    pub files: Arc<AppFiles>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Stop without waiting: the runtime is going away with the test.
+        drop(self.handle.stop(false));
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    let redis = match backend {
+        Backend::Redis => Some(Arc::new(std::sync::Mutex::new(RedisServer::start()))),
+        Backend::Embedded => None,
+    };
+    spawn_app_on(redis, Arc::new(AppFiles::new()), |_| {}).await
+}
+
+/// Start an app on `redis` (or the embedded store), with `tweak` applied to
+/// its settings. Several apps may share one Redis and one set of files.
+pub async fn spawn_app_on(
+    redis: Option<Arc<std::sync::Mutex<RedisServer>>>,
+    files: Arc<AppFiles>,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let mut settings = {
+        let guard = redis.as_ref().map(|r| r.lock().expect("redis lock"));
+        settings(&files, guard.as_deref())
+    };
+    tweak(&mut settings);
+    let state = web::Data::new(build_state(&settings).await.expect("app state builds"));
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    let app = Application::serve(state.clone(), listener, settings.workers).expect("serve");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        state,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("http client"),
+        redis,
+        files,
+        handle,
+    }
+}
+
+/// A grant as the frontend would store it for `client_id`.
+pub fn grant(client_id: &str) -> Grant {
+    let mut grant = Grant::new(client_id, "user-1", "openid profile");
+    grant.redirect_uri = Some("https://client.test/cb".into());
+    grant
+}
+
+/// An HTTP answer, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn error(&self) -> &str {
+        self.body["error"].as_str().unwrap_or("<no error member>")
+    }
+
+    pub fn description(&self) -> &str {
+        self.body["error_description"].as_str().unwrap_or("")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Assert an RFC 6749 §5.2 error response.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, error: &str) {
+        assert_eq!(
+            (self.status, self.error()),
+            (status, error),
+            "unexpected answer: {self:?}"
+        );
+        assert!(
+            !self.description().is_empty(),
+            "no error_description: {self:?}"
+        );
+        assert_eq!(self.header("cache-control"), Some("no-store"));
+    }
+}
+
+impl TestApp {
+    pub fn token_url(&self) -> String {
+        format!("{}/oauth/token", self.address)
+    }
+
+    /// Store a code for `grant`, as the login frontend does.
+    pub async fn issue(&self, grant: Grant) -> IssuedCode {
+        frontend::issue_code(&self.state.redeemer.store, grant, Duration::from_secs(60))
+            .await
+            .expect("store the code")
+    }
+
+    /// Store raw bytes under `code`: a broken frontend.
+    pub async fn insert_raw(&self, code: &str, raw: &str, ttl: Duration) {
+        self.state
+            .redeemer
+            .store
+            .insert_raw(code, raw, ttl)
+            .await
+            .expect("store raw record");
+    }
+
+    /// The form of a correct redemption of `issued` by a public client.
+    pub fn form(issued: &IssuedCode, client_id: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("grant_type", "authorization_code".into()),
+            ("code", issued.code.clone()),
+            ("redirect_uri", "https://client.test/cb".into()),
+            ("client_id", client_id.into()),
+            ("code_verifier", issued.verifier.clone()),
+        ]
+    }
+
+    pub async fn post_form(&self, form: &[(&str, String)]) -> Answer {
+        self.send(self.http.post(self.token_url()).form(form)).await
+    }
+
+    pub async fn post_form_basic(&self, form: &[(&str, String)], id: &str, secret: &str) -> Answer {
+        self.send(
+            self.http
+                .post(self.token_url())
+                .basic_auth(id, Some(secret))
+                .form(form),
+        )
+        .await
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        let response = request.send().await.expect("the service answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("read body");
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{}", self.address, path))
+            .send()
+            .await
+            .expect("the service answers")
+    }
+
+    pub async fn jwks(&self) -> Value {
+        self.get("/.well-known/jwks.json")
+            .await
+            .json()
+            .await
+            .expect("JWKS is JSON")
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics")
+            .await
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// The value of one sample in the metrics text, 0 when absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+/// The decoded (unverified) header and claims of a JWT.
+pub fn jwt_parts(token: &str) -> (Value, Value) {
+    let mut parts = token.split('.');
+    let mut next = || {
+        let part = parts.next().expect("JWT has three parts");
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64url")).expect("JSON")
+    };
+    let header = next();
+    let claims = next();
+    (header, claims)
+}
+
+/// Verify a JWT's signature against the published JWKS, independently of the
+/// minter (jsonwebtoken's decoder, the key looked up by `kid`), and return its claims.
+pub fn verify_jwt(token: &str, jwks: &Value, audience: &str) -> Value {
+    let (header, _) = jwt_parts(token);
+    let kid = header["kid"].as_str().expect("kid");
+    let jwk_json = jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["kid"] == kid)
+        .unwrap_or_else(|| panic!("kid {kid} is not in the JWKS"));
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk_json.clone()).expect("JWK parses");
+    let key = jsonwebtoken::DecodingKey::from_jwk(&jwk).expect("decoding key");
+    let alg: jsonwebtoken::Algorithm = serde_json::from_value(header["alg"].clone()).expect("alg");
+    let mut validation = jsonwebtoken::Validation::new(alg);
+    validation.set_audience(&[audience]);
+    validation.set_issuer(&[ISSUER]);
+    validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+    jsonwebtoken::decode::<Value>(token, &key, &validation)
+        .unwrap_or_else(|e| panic!("token does not verify: {e}"))
+        .claims
+}

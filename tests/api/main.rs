@@ -1,0 +1,13 @@
+//! Black-box tests: a real `redis-server` started by the harness, the real
+//! application on port 0, real HTTP, real keys and signatures. One binary, so
+//! the suite links once.
+
+mod helpers;
+
+mod cli;
+mod concurrency;
+mod errors;
+mod interop;
+mod keys;
+mod redeem;
+mod replay;

@@ -1,0 +1,120 @@
+//! Replays (RFC 6749 §4.1.2, §10.5) and an unreachable store.
+
+use std::time::{Duration, Instant};
+
+use crate::helpers::*;
+use crate::on_both_stores;
+
+on_both_stores!(replay_is_detected_and_revokes_the_grant);
+
+/// A second redemption of a redeemed code is `invalid_grant`, counted and
+/// logged as a replay (not as an unknown code), and the grant it produced is
+/// marked revoked for the access token's lifetime.
+async fn replay_is_detected_and_revokes_the_grant(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let issued = app.issue(grant("public-app")).await;
+    let form = TestApp::form(&issued, "public-app");
+    let first = app.post_form(&form).await;
+    assert_eq!(first.status, 200, "{first:?}");
+    let (_, claims) = jwt_parts(first.body["access_token"].as_str().unwrap());
+    let grant_id = claims["grant_id"].as_str().unwrap().to_owned();
+    let store = &app.state.redeemer.store;
+    assert!(!store.is_grant_revoked(&grant_id).await.unwrap());
+
+    let second = app.post_form(&form).await;
+    second.assert_error(400, "invalid_grant");
+    assert!(
+        second.description().contains("already been redeemed"),
+        "{second:?}"
+    );
+    assert!(store.is_grant_revoked(&grant_id).await.unwrap());
+    assert_eq!(app.metric("code_replays_total").await, 1.0);
+    assert_eq!(
+        app.metric("token_requests_total{outcome=\"invalid_grant\",reason=\"replay\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        app.metric("token_requests_total{outcome=\"invalid_grant\",reason=\"unknown_code\"}")
+            .await,
+        0.0
+    );
+}
+
+/// In Redis the marker and the revocation carry TTLs bounded by the access
+/// token's lifetime (600 s for public-app).
+#[tokio::test]
+async fn replay_keys_in_redis_expire_with_the_tokens() {
+    let app = spawn_app(Backend::Redis).await;
+    let issued = app.issue(grant("public-app")).await;
+    let form = TestApp::form(&issued, "public-app");
+    let first = app.post_form(&form).await;
+    let (_, claims) = jwt_parts(first.body["access_token"].as_str().unwrap());
+    let grant_id = claims["grant_id"].as_str().unwrap();
+    app.post_form(&form)
+        .await
+        .assert_error(400, "invalid_grant");
+
+    let redis = app.redis.as_ref().unwrap().lock().unwrap();
+    let mut conn = redis.client().get_connection().unwrap();
+    let code_key = format!("oauth:code:{{{}}}", issued.code);
+    let used_key = format!("oauth:used:{{{}}}", issued.code);
+    let revoked_key = format!("oauth:revoked-grant:{grant_id}");
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(&code_key)
+        .query(&mut conn)
+        .unwrap();
+    assert!(!exists, "the record is gone");
+    for key in [&used_key, &revoked_key] {
+        let ttl: i64 = redis::cmd("TTL").arg(key).query(&mut conn).unwrap();
+        assert!((590..=600).contains(&ttl), "{key} TTL {ttl}");
+    }
+}
+
+/// Redis gone: a fast 503 with `Retry-After` and a JSON error, never a hang;
+/// once Redis is back the service recovers by itself.
+#[tokio::test]
+async fn redis_outage_is_a_fast_503_and_recovers() {
+    let app = spawn_app(Backend::Redis).await;
+    let issued = app.issue(grant("public-app")).await;
+    app.redis.as_ref().unwrap().lock().unwrap().kill();
+
+    let started = Instant::now();
+    let answer = app.post_form(&TestApp::form(&issued, "public-app")).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert_eq!(answer.error(), "temporarily_unavailable");
+    assert_eq!(answer.header("retry-after"), Some("1"));
+    assert_eq!(app.get("/readyz").await.status(), 503);
+
+    app.redis.as_ref().unwrap().lock().unwrap().restart();
+    // The restarted Redis is empty: issue again and redeem, retrying while
+    // the connection comes back.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let store = &app.state.redeemer.store;
+        let attempt = token_endpoint::frontend::issue_code(
+            store,
+            grant("public-app"),
+            Duration::from_secs(60),
+        )
+        .await;
+        if let Ok(issued) = attempt {
+            let answer = app.post_form(&TestApp::form(&issued, "public-app")).await;
+            if answer.status == 200 {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the service did not recover within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    assert!(app.metric("code_store_errors_total").await >= 1.0);
+}
