@@ -118,3 +118,34 @@ async fn redis_outage_is_a_fast_503_and_recovers() {
     assert_eq!(app.get("/readyz").await.status(), 200);
     assert!(app.metric("code_store_errors_total").await >= 1.0);
 }
+
+/// Redis that accepts connections but does not answer (`CLIENT PAUSE`):
+/// a 503 after the 250 ms command timeout, not a hang; once Redis answers
+/// again, so does the service. (Whether the timed-out take ran late is
+/// unknowable to the service; README: "When Redis times out".)
+#[tokio::test]
+async fn redis_that_stops_answering_is_a_bounded_503() {
+    let app = spawn_app(Backend::Redis).await;
+    let issued = app.issue(grant("public-app")).await;
+    {
+        let redis = app.redis.as_ref().unwrap().lock().unwrap();
+        let mut conn = redis.client().get_connection().unwrap();
+        let _: () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(1500)
+            .arg("ALL")
+            .query(&mut conn)
+            .unwrap();
+    }
+    let started = Instant::now();
+    let answer = app.post_form(&TestApp::form(&issued, "public-app")).await;
+    let elapsed = started.elapsed();
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert_eq!(answer.header("retry-after"), Some("1"));
+    assert!(elapsed < Duration::from_millis(1500), "answered after {elapsed:?}");
+
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let fresh = app.issue(grant("public-app")).await;
+    let answer = app.post_form(&TestApp::form(&fresh, "public-app")).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+}
