@@ -12,6 +12,7 @@ use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::{json, Value};
 
+use super::aws_lc_signer::AwsLcSigner;
 use super::ring_provider::RingSigner;
 
 /// Why a key file could not be used. Never holds key material.
@@ -38,7 +39,7 @@ pub struct PublicJwk {
 /// A private key this service signs with, parsed once.
 pub struct SigningKey {
     pub public: PublicJwk,
-    signer: Box<RingSigner>,
+    signer: Box<dyn JwtSigner + Send + Sync>,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -89,9 +90,20 @@ impl SigningKey {
     }
 
     pub fn from_pkcs8(der: &[u8]) -> Result<Self, String> {
+        // ring validates the key and yields its public half. The signer is
+        // the faster backend for the algorithm, by `cargo bench --bench
+        // signing` (BENCHMARKS.md): ring for RS256, aws-lc-rs for EdDSA (3x)
+        // and ES256 (equal or slightly ahead).
         for alg in [Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256] {
-            if let Ok(signer) = RingSigner::from_pkcs8(alg, der) {
-                let public = public_jwk(alg, signer.public_key())?;
+            if let Ok(parsed) = RingSigner::from_pkcs8(alg, der) {
+                let public = public_jwk(alg, parsed.public_key())?;
+                let signer: Box<dyn JwtSigner + Send + Sync> = match alg {
+                    Algorithm::RS256 => parsed,
+                    _ => Box::new(
+                        AwsLcSigner::from_pkcs8(alg, der)
+                            .map_err(|_| format!("aws-lc-rs refuses this {} key", alg_name(alg)))?,
+                    ),
+                };
                 return Ok(Self { public, signer });
             }
         }

@@ -4,6 +4,7 @@
 //! Each key's protected headers are encoded once, at start-up; a token is
 //! then one claims serialization, one base64url pass and one signature.
 
+pub mod aws_lc_signer;
 pub mod keys;
 pub mod ring_provider;
 

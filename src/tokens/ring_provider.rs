@@ -54,7 +54,12 @@ impl RingSigner {
             Algorithm::EdDSA => {
                 Self::EdDsa(Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(rejected)?)
             }
-            Algorithm::RS256 => Self::Rs256(RsaKeyPair::from_pkcs8(der).map_err(rejected)?),
+            // PKCS#8, or PKCS#1 as `EncodingKey::from_rsa_pem` may hold it.
+            Algorithm::RS256 => Self::Rs256(
+                RsaKeyPair::from_pkcs8(der)
+                    .or_else(|_| RsaKeyPair::from_der(der))
+                    .map_err(rejected)?,
+            ),
             _ => return Err(ErrorKind::InvalidAlgorithm.into()),
         }))
     }

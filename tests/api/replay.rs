@@ -142,7 +142,10 @@ async fn redis_that_stops_answering_is_a_bounded_503() {
     let elapsed = started.elapsed();
     assert_eq!(answer.status, 503, "{answer:?}");
     assert_eq!(answer.header("retry-after"), Some("1"));
-    assert!(elapsed < Duration::from_millis(1500), "answered after {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_millis(1500),
+        "answered after {elapsed:?}"
+    );
 
     tokio::time::sleep(Duration::from_millis(1600)).await;
     let fresh = app.issue(grant("public-app")).await;

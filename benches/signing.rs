@@ -1,0 +1,168 @@
+//! Signing backends and the CPU-bound steps of a redemption.
+//!
+//! `cargo bench --bench signing`: ring against aws-lc-rs (each with the key
+//! parsed once), and `jsonwebtoken::encode`, which parses the key on every
+//! call; then the minting of both tokens, PKCE and form parsing.
+//! Figures: BENCHMARKS.md.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use jsonwebtoken::signature::Signer;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use token_endpoint::clients::ClientRegistry;
+use token_endpoint::frontend::{prepare, Grant};
+use token_endpoint::pkce::{self, CodeVerifier};
+use token_endpoint::request::{TokenForm, TokenRequest};
+use token_endpoint::tokens::aws_lc_signer::AwsLcSigner;
+use token_endpoint::tokens::keys::SigningKey;
+use token_endpoint::tokens::ring_provider::{self, RingSigner};
+use token_endpoint::tokens::{GrantIds, TokenMinter};
+
+/// PKCS#8 DER and PEM of one key per algorithm.
+struct Keys {
+    es256: Vec<u8>,
+    eddsa: Vec<u8>,
+    rs256: Vec<u8>,
+}
+
+impl Keys {
+    fn new() -> Self {
+        let rng = SystemRandom::new();
+        let rsa_pem = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/rsa-2048.test-only.pem"
+        ))
+        .expect("RSA fixture");
+        Self {
+            es256: EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .expect("P-256")
+                .as_ref()
+                .to_vec(),
+            eddsa: Ed25519KeyPair::generate_pkcs8(&rng)
+                .expect("Ed25519")
+                .as_ref()
+                .to_vec(),
+            rs256: pem::parse(rsa_pem).expect("PEM").contents().to_vec(),
+        }
+    }
+
+    fn all(&self) -> [(Algorithm, &'static str, &[u8]); 3] {
+        [
+            (Algorithm::ES256, "ES256", &self.es256),
+            (Algorithm::EdDSA, "EdDSA", &self.eddsa),
+            (Algorithm::RS256, "RS256", &self.rs256),
+        ]
+    }
+}
+
+fn encoding_key(alg: Algorithm, der: &[u8]) -> EncodingKey {
+    match alg {
+        Algorithm::ES256 => EncodingKey::from_ec_der(der),
+        Algorithm::EdDSA => EncodingKey::from_ed_der(der),
+        _ => EncodingKey::from_rsa_der(der),
+    }
+}
+
+/// The signing input of a typical access token (~330 bytes).
+const MESSAGE: &[u8] = b"eyJhbGciOiJFUzI1NiIsImtpZCI6IjY3bDVPRHBjWkJKcnY4Q1R2SlBnYnZxS2NNWi1lN2pfbkdvNUlQdl9VQjgiLCJ0eXAiOiJhdCtqd3QifQ.eyJpc3MiOiJodHRwOi8vMTI3LjAuMC4xOjgwODAiLCJzdWIiOiJhbGljZSIsImF1ZCI6WyJodHRwczovL2FwaS5leGFtcGxlLmNvbSJdLCJjbGllbnRfaWQiOiJkZW1vIiwiZXhwIjoxNzk1NTYwODE3LCJpYXQiOjE3OTU1NjA1MTcsImp0aSI6IldiQ01VV3lBdE8zakVwVjlFdk5KUXciLCJzY29wZSI6Im9wZW5pZCBwcm9maWxlIn0";
+
+fn signing(c: &mut Criterion) {
+    ring_provider::install();
+    let keys = Keys::new();
+    let mut group = c.benchmark_group("sign");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(3));
+    for (alg, name, der) in keys.all() {
+        let ring = RingSigner::from_pkcs8(alg, der).expect("ring parses the key");
+        group.bench_with_input(
+            BenchmarkId::new("ring, key parsed once", name),
+            &ring,
+            |b, s| b.iter(|| s.try_sign(black_box(MESSAGE)).expect("sign")),
+        );
+        let aws = AwsLcSigner::from_pkcs8(alg, der).expect("aws-lc-rs parses the key");
+        group.bench_with_input(
+            BenchmarkId::new("aws-lc-rs, key parsed once", name),
+            &aws,
+            |b, s| b.iter(|| s.try_sign(black_box(MESSAGE)).expect("sign")),
+        );
+        // jsonwebtoken::encode builds a signer from the key on every call
+        // (here through the ring provider the service installs).
+        let key = encoding_key(alg, der);
+        let header = Header::new(alg);
+        let claims = serde_json::json!({"sub": "alice", "iat": 1_700_000_000u64});
+        group.bench_function(
+            BenchmarkId::new("jsonwebtoken::encode, key parsed per call", name),
+            |b| b.iter(|| jsonwebtoken::encode(&header, black_box(&claims), &key).expect("encode")),
+        );
+    }
+    group.finish();
+}
+
+/// Both tokens of one grant, as the service mints them, per ID-token algorithm.
+fn minting(c: &mut Criterion) {
+    ring_provider::install();
+    let keys = Keys::new();
+    let signing: Vec<SigningKey> = keys
+        .all()
+        .iter()
+        .map(|(_, _, der)| SigningKey::from_pkcs8(der).expect("key"))
+        .collect();
+    let minter = TokenMinter::new("https://id.example".into(), signing, vec![]).expect("minter");
+    let registry = ClientRegistry::demo();
+    let mut client = registry.get("demo").expect("demo client").as_ref().clone();
+    let (_, record) = prepare(Grant::new("demo", "alice", "openid profile"));
+    let mut group = c.benchmark_group("mint access + ID token");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(3));
+    for (alg, name, _) in keys.all() {
+        client.id_token_alg = alg;
+        let ids = GrantIds {
+            grant_id: "R4v2UnvCpQIPRlVfYxbB8A",
+            jti: "WbCMUWyAtO3jEpV9EvNJQw",
+            now: 1_700_000_000,
+        };
+        group.bench_function(
+            BenchmarkId::new("ES256 access token", format!("{name} ID token")),
+            |b| {
+                b.iter(|| {
+                    minter
+                        .mint(black_box(&record), &client, &ids)
+                        .expect("mint")
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+/// The request-side work: form parsing and validation, PKCE.
+fn request_side(c: &mut Criterion) {
+    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    let body = format!(
+        "grant_type=authorization_code&code=LSKrnLWdxxJDv0HMcE91MXsPm3_lT7z_WsPOktG0MBI\
+         &redirect_uri=https%3A%2F%2Fapp.example%2Fcb&client_id=demo&code_verifier={verifier}"
+    );
+    let mut group = c.benchmark_group("request");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("pkce: parse verifier + S256 + constant-time compare", |b| {
+        b.iter(|| {
+            let v = CodeVerifier::parse(black_box(verifier).to_owned()).expect("valid");
+            pkce::verify(&v, pkce::ChallengeMethod::S256, challenge)
+        })
+    });
+    group.bench_function("form: parse + validate (includes PKCE S256)", |b| {
+        b.iter(|| {
+            let form = TokenForm::parse(black_box(body.as_bytes())).expect("form");
+            TokenRequest::from_form(form, None).expect("request")
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, signing, minting, request_side);
+criterion_main!(benches);
