@@ -60,15 +60,7 @@ fn unreachable_redis_at_startup_names_the_setting() {
         )
         .env("TOKEN_ENDPOINT_ISSUER", ISSUER)
         .env("TOKEN_ENDPOINT_CLIENTS_FILE", &files.registry)
-        .env(
-            "TOKEN_ENDPOINT_SIGNING_KEYS",
-            format!(
-                "{},{},{}",
-                files.es256_key.display(),
-                fixture("rsa-2048.test-only.pem").display(),
-                fixture("ed25519.test-only.pem").display()
-            ),
-        )
+        .env("TOKEN_ENDPOINT_SIGNING_KEYS", files.signing_keys_env())
         .output()
         .expect("run the binary");
     assert!(!output.status.success());
@@ -193,15 +185,7 @@ fn issue_code_cli_against_redis() {
                 "TOKEN_ENDPOINT_CLIENTS_FILE",
                 files.registry.display().to_string(),
             ),
-            (
-                "TOKEN_ENDPOINT_SIGNING_KEYS",
-                format!(
-                    "{},{},{}",
-                    files.es256_key.display(),
-                    fixture("rsa-2048.test-only.pem").display(),
-                    fixture("ed25519.test-only.pem").display()
-                ),
-            ),
+            ("TOKEN_ENDPOINT_SIGNING_KEYS", files.signing_keys_env()),
         ],
         port,
     );

@@ -242,11 +242,7 @@ async fn client_authentication_failures_are_invalid_client(backend: Backend) {
         .await;
     answer.assert_error(401, "invalid_client");
 
-    assert!(
-        app.metric("token_requests_total{outcome=\"invalid_client\",reason=\"auth_failed\"}")
-            .await
-            >= 3.0
-    );
+    assert!(app.requests("invalid_client", "auth_failed").await >= 3.0);
     // The legitimate client still redeems.
     let answer = app.post_form_basic(&form, "basic-app", BASIC_SECRET).await;
     assert_eq!(answer.status, 200, "{answer:?}");
@@ -260,11 +256,7 @@ async fn unknown_code_is_invalid_grant(backend: Backend) {
     let answer = app.post_form(&TestApp::form(&issued, "public-app")).await;
     answer.assert_error(400, "invalid_grant");
     assert_eq!(app.metric("code_replays_total").await, 0.0);
-    assert_eq!(
-        app.metric("token_requests_total{outcome=\"invalid_grant\",reason=\"unknown_code\"}")
-            .await,
-        1.0
-    );
+    assert_eq!(app.requests("invalid_grant", "unknown_code").await, 1.0);
 }
 
 /// RFC 7636 §4.6: a verifier that does not match is `invalid_grant`, and the
@@ -279,11 +271,7 @@ async fn wrong_verifier_is_invalid_grant_and_does_not_consume(backend: Backend) 
         answer.assert_error(400, "invalid_grant");
         assert!(answer.description().contains("code_verifier"), "{answer:?}");
     }
-    assert_eq!(
-        app.metric("token_requests_total{outcome=\"invalid_grant\",reason=\"pkce_mismatch\"}")
-            .await,
-        3.0
-    );
+    assert_eq!(app.requests("invalid_grant", "pkce_mismatch").await, 3.0);
     let answer = app.post_form(&TestApp::form(&issued, "public-app")).await;
     assert_eq!(answer.status, 200, "{answer:?}");
 }
@@ -399,8 +387,7 @@ async fn broken_records_are_invalid_grant_and_counted(backend: Backend) {
         answer.assert_error(400, "invalid_grant");
     }
     assert_eq!(
-        app.metric("token_requests_total{outcome=\"invalid_grant\",reason=\"bad_record\"}")
-            .await,
+        app.requests("invalid_grant", "bad_record").await,
         broken.len() as f64
     );
 }

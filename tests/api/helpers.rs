@@ -230,6 +230,25 @@ impl AppFiles {
             es256_key,
         }
     }
+
+    /// The signing keys every test app loads: ES256 first (it signs access
+    /// tokens), then RS256 and EdDSA for the clients that ask for them.
+    pub fn signing_keys(&self) -> Vec<PathBuf> {
+        vec![
+            self.es256_key.clone(),
+            fixture("rsa-2048.test-only.pem"),
+            fixture("ed25519.test-only.pem"),
+        ]
+    }
+
+    /// `TOKEN_ENDPOINT_SIGNING_KEYS` for [`Self::signing_keys`].
+    pub fn signing_keys_env(&self) -> String {
+        self.signing_keys()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 /// The settings of a test app: every setting as in production, port 0.
@@ -249,11 +268,7 @@ pub fn settings(files: &AppFiles, redis: Option<&RedisServer>) -> Settings {
             },
         },
         clients_file: Some(files.registry.clone()),
-        signing_keys: vec![
-            files.es256_key.clone(),
-            fixture("rsa-2048.test-only.pem"),
-            fixture("ed25519.test-only.pem"),
-        ],
+        signing_keys: files.signing_keys(),
         verification_keys: vec![fixture("ec-p256-public.test-only.pem")],
         max_body_bytes: 8192,
         log_filter: "info".into(),
@@ -444,6 +459,14 @@ impl TestApp {
             .text()
             .await
             .expect("metrics text")
+    }
+
+    /// `token_requests_total{outcome, reason}`.
+    pub async fn requests(&self, outcome: &str, reason: &str) -> f64 {
+        self.metric(&format!(
+            "token_requests_total{{outcome=\"{outcome}\",reason=\"{reason}\"}}"
+        ))
+        .await
     }
 
     /// The value of one sample in the metrics text, 0 when absent.

@@ -146,6 +146,40 @@ fn verify_response(
     claims
 }
 
+/// What a successful exchange through the library leaves to inspect.
+struct Exchanged {
+    rp: RelyingParty,
+    response: CoreTokenResponse,
+    nonce: Nonce,
+}
+
+/// Start an app, register `client_id` with the library (confidential when
+/// `secret` is given, authenticating by `auth`), redeem a fresh code bound
+/// to a fresh nonce, and run every relying-party check with only `alg`
+/// allowed for the ID token.
+async fn exchange_and_verify(
+    client_id: &str,
+    secret: Option<&str>,
+    auth: AuthType,
+    alg: CoreJwsSigningAlgorithm,
+) -> Exchanged {
+    let app = spawn_app(Backend::Redis).await;
+    let http = http_client();
+    let rp = relying_party(&app, &http, client_id, secret)
+        .await
+        .set_auth_type(auth);
+    let (issued, nonce) = issue_with_nonce(&app, client_id).await;
+    let response = exchange(&rp, &http, &issued)
+        .await
+        .unwrap_or_else(|e| panic!("the exchange fails: {e:?}"));
+    verify_response(&rp, &response, alg, &nonce);
+    Exchanged {
+        rp,
+        response,
+        nonce,
+    }
+}
+
 /// A public client redeems with PKCE through the library; its ES256 ID token
 /// verifies against the published JWKS with the nonce of the grant, `at_hash`
 /// matches the access token, the token type is Bearer and `expires_in` is the
@@ -154,21 +188,17 @@ fn verify_response(
 /// checks above are not vacuous.
 #[tokio::test]
 async fn public_client_es256_exchange_verifies_with_the_library() {
-    let app = spawn_app(Backend::Redis).await;
-    let http = http_client();
-    let rp = relying_party(&app, &http, "public-app", None).await;
-    let (issued, nonce) = issue_with_nonce(&app, "public-app").await;
-
-    let response = exchange(&rp, &http, &issued)
-        .await
-        .unwrap_or_else(|e| panic!("the exchange fails: {e:?}"));
-
-    verify_response(
-        &rp,
-        &response,
+    let Exchanged {
+        rp,
+        response,
+        nonce,
+    } = exchange_and_verify(
+        "public-app",
+        None,
+        AuthType::BasicAuth,
         CoreJwsSigningAlgorithm::EcdsaP256Sha256,
-        &nonce,
-    );
+    )
+    .await;
     assert_eq!(
         response.expires_in(),
         Some(std::time::Duration::from_secs(600))
@@ -192,66 +222,43 @@ async fn public_client_es256_exchange_verifies_with_the_library() {
 /// library's default `AuthType::BasicAuth`, and the exchange succeeds.
 #[tokio::test]
 async fn basic_client_authenticates_with_client_secret_basic() {
-    let app = spawn_app(Backend::Redis).await;
-    let http = http_client();
-    let rp = relying_party(&app, &http, "basic-app", Some(helpers::BASIC_SECRET)).await;
-    assert!(matches!(rp.auth_type(), AuthType::BasicAuth));
-    let (issued, nonce) = issue_with_nonce(&app, "basic-app").await;
-
-    let response = exchange(&rp, &http, &issued)
-        .await
-        .unwrap_or_else(|e| panic!("the exchange fails: {e:?}"));
-
-    verify_response(
-        &rp,
-        &response,
+    exchange_and_verify(
+        "basic-app",
+        Some(helpers::BASIC_SECRET),
+        AuthType::BasicAuth,
         CoreJwsSigningAlgorithm::EcdsaP256Sha256,
-        &nonce,
-    );
+    )
+    .await;
 }
 
 /// A confidential client authenticates with `client_secret_post`
 /// (`AuthType::RequestBody`), and the exchange succeeds.
 #[tokio::test]
 async fn post_client_authenticates_with_client_secret_post() {
-    let app = spawn_app(Backend::Redis).await;
-    let http = http_client();
-    let rp = relying_party(&app, &http, "post-app", Some(helpers::POST_SECRET))
-        .await
-        .set_auth_type(AuthType::RequestBody);
-    let (issued, nonce) = issue_with_nonce(&app, "post-app").await;
-
-    let response = exchange(&rp, &http, &issued)
-        .await
-        .unwrap_or_else(|e| panic!("the exchange fails: {e:?}"));
-
-    verify_response(
-        &rp,
-        &response,
+    exchange_and_verify(
+        "post-app",
+        Some(helpers::POST_SECRET),
+        AuthType::RequestBody,
         CoreJwsSigningAlgorithm::EcdsaP256Sha256,
-        &nonce,
-    );
+    )
+    .await;
 }
 
 /// A client registered for RS256 ID tokens gets one that the library's
 /// default verifier (RS256 only) accepts as it is.
 #[tokio::test]
 async fn rsa_client_gets_an_rs256_id_token() {
-    let app = spawn_app(Backend::Redis).await;
-    let http = http_client();
-    let rp = relying_party(&app, &http, "rsa-app", None).await;
-    let (issued, nonce) = issue_with_nonce(&app, "rsa-app").await;
-
-    let response = exchange(&rp, &http, &issued)
-        .await
-        .unwrap_or_else(|e| panic!("the exchange fails: {e:?}"));
-
-    verify_response(
-        &rp,
-        &response,
+    let Exchanged {
+        rp,
+        response,
+        nonce,
+    } = exchange_and_verify(
+        "rsa-app",
+        None,
+        AuthType::BasicAuth,
         CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
-        &nonce,
-    );
+    )
+    .await;
     let id_token = response.id_token().expect("an ID token");
     id_token
         .claims(&rp.id_token_verifier(), &nonce)
@@ -262,16 +269,13 @@ async fn rsa_client_gets_an_rs256_id_token() {
 /// library verifies, `at_hash` being the left half of SHA-512.
 #[tokio::test]
 async fn eddsa_client_gets_an_ed25519_id_token() {
-    let app = spawn_app(Backend::Redis).await;
-    let http = http_client();
-    let rp = relying_party(&app, &http, "eddsa-app", None).await;
-    let (issued, nonce) = issue_with_nonce(&app, "eddsa-app").await;
-
-    let response = exchange(&rp, &http, &issued)
-        .await
-        .unwrap_or_else(|e| panic!("the exchange fails: {e:?}"));
-
-    verify_response(&rp, &response, CoreJwsSigningAlgorithm::EdDsa, &nonce);
+    exchange_and_verify(
+        "eddsa-app",
+        None,
+        AuthType::BasicAuth,
+        CoreJwsSigningAlgorithm::EdDsa,
+    )
+    .await;
 }
 
 /// Redeeming the same code a second time through the library fails with the

@@ -98,11 +98,7 @@ async fn success_has_rfc6749_shape_and_verifiable_tokens(backend: Backend) {
             .await,
         1.0
     );
-    assert_eq!(
-        app.metric("token_requests_total{outcome=\"success\",reason=\"issued\"}")
-            .await,
-        1.0
-    );
+    assert_eq!(app.requests("success", "issued").await, 1.0);
 }
 
 /// RFC 9068 §2: header `typ: at+jwt`; `iss`, `sub`, `aud`, `client_id`,
