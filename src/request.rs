@@ -1,6 +1,8 @@
 //! From raw request bytes to a validated [`TokenRequest`]: the one place where
 //! untrusted input becomes domain types (RFC 6749 §4.1.3, §2.3.1, §3.2).
 
+use std::borrow::Cow;
+
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use secrecy::SecretString;
@@ -38,7 +40,7 @@ impl TokenForm {
             let name = halves.next().unwrap_or_default();
             let value = halves.next().unwrap_or_default();
             let name = decode_component(name)?;
-            let slot = match name.as_str() {
+            let slot = match name.as_ref() {
                 "grant_type" => &mut form.grant_type,
                 "code" => &mut form.code,
                 "redirect_uri" => &mut form.redirect_uri,
@@ -54,7 +56,7 @@ impl TokenForm {
             }
             let value = decode_component(value)?;
             if !value.is_empty() {
-                *slot = Some(value);
+                *slot = Some(value.into_owned());
             }
         }
         Ok(form)
@@ -71,15 +73,41 @@ impl std::fmt::Debug for TokenForm {
     }
 }
 
-/// Percent-decode one `x-www-form-urlencoded` component (`+` is a space).
-fn decode_component(raw: &[u8]) -> Result<String, TokenError> {
-    let plus_as_space: Vec<u8> = raw
-        .iter()
-        .map(|&b| if b == b'+' { b' ' } else { b })
-        .collect();
-    let bytes: Vec<u8> = percent_encoding::percent_decode(&plus_as_space).collect();
-    String::from_utf8(bytes)
-        .map_err(|_| TokenError::invalid_request("request body is not UTF-8 once percent-decoded"))
+/// Decode one `x-www-form-urlencoded` component: `+` is a space, `%XY` a
+/// byte, and the result must be UTF-8. A component with neither `+` nor `%`
+/// (parameter names, most values) is borrowed, not copied.
+///
+/// Hand-written because `+` must be replaced before percent-decoding (so
+/// that `%2B` stays a plus) and invalid UTF-8 must be refused, not replaced:
+/// `percent_encoding` would take two passes, `form_urlencoded` is lossy.
+fn decode_component(raw: &[u8]) -> Result<Cow<'_, str>, TokenError> {
+    let not_utf8 = || TokenError::invalid_request("request body is not UTF-8 once percent-decoded");
+    if !raw.iter().any(|&b| b == b'+' || b == b'%') {
+        return std::str::from_utf8(raw)
+            .map(Cow::Borrowed)
+            .map_err(|_| not_utf8());
+    }
+    let hex = |b: Option<&u8>| b.and_then(|&b| char::from(b).to_digit(16));
+    let mut out = Vec::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some((&b, tail)) = rest.split_first() {
+        rest = tail;
+        match b {
+            b'+' => out.push(b' '),
+            // A `%` not followed by two hex digits stands for itself.
+            b'%' => match (hex(tail.first()), hex(tail.get(1))) {
+                (Some(high), Some(low)) => {
+                    out.push((high * 16 + low) as u8);
+                    rest = tail.get(2..).unwrap_or_default();
+                }
+                _ => out.push(b'%'),
+            },
+            _ => out.push(b),
+        }
+    }
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|_| not_utf8())
 }
 
 /// An authorization code as presented: well-formed, otherwise unchecked.
@@ -240,7 +268,9 @@ fn parse_basic(header: &[u8]) -> Result<(String, String), TokenError> {
         .next()
         .ok_or_else(|| bad("the Basic credentials have no ':' between client_id and secret"))?;
     let decode = |part: &[u8]| {
-        decode_component(part).map_err(|_| bad("the Basic credentials are not UTF-8 once decoded"))
+        decode_component(part)
+            .map(Cow::into_owned)
+            .map_err(|_| bad("the Basic credentials are not UTF-8 once decoded"))
     };
     let (id, secret) = (decode(id)?, decode(secret)?);
     if id.is_empty() {
