@@ -44,3 +44,12 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod tokens;
+
+/// Seconds since the Unix epoch: the clock of `iat`, `exp` and every TTL
+/// derived from them. A clock before 1970 reads as 0.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

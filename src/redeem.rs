@@ -3,7 +3,7 @@
 //! [`TokenRequest`] -> [`Client`] -> [`CodeRecord`] -> [`Minted`] -> [`TokenResponse`].
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -18,6 +18,7 @@ use crate::record::{Mismatch, Presented};
 use crate::request::{ClientCredentials, PresentedAuth, TokenRequest};
 use crate::store::{CodeStore, GrantMarker, TakeOutcome, TakeRequest};
 use crate::tokens::{GrantIds, TokenMinter};
+use crate::unix_now;
 
 /// RFC 6749 §5.1 successful response.
 #[derive(Serialize)]
@@ -192,8 +193,7 @@ impl Redeemer {
                     grant_id = %marker.grant_id,
                     "authorization code redeemed a second time; revoking the grant it produced"
                 );
-                let ttl =
-                    Duration::from_secs(marker.tokens_expire_at.saturating_sub(unix_now()).max(1));
+                let ttl = marker.ttl(unix_now());
                 if let Err(e) = self.store.revoke_grant(&marker.grant_id, ttl).await {
                     self.metrics.store_errors.inc();
                     tracing::error!(error = %e, grant_id = %marker.grant_id, "could not record the revocation of a replayed grant");
@@ -248,11 +248,4 @@ impl Redeemer {
         })?;
         Ok(URL_SAFE_NO_PAD.encode(bytes))
     }
-}
-
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

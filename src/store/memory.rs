@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
-use super::{unix_now, GrantMarker, StoreError, TakeOutcome, TakeRequest};
+use super::{GrantMarker, StoreError, TakeOutcome, TakeRequest};
 use crate::record::{check, CodeRecord};
 
 enum Slot {
@@ -63,7 +63,7 @@ impl MemoryStore {
         }
         // Still under the shard's write lock: no other take can see the code
         // between the check and this replacement.
-        entry.expires_at = now + request.grant.ttl(unix_now());
+        entry.expires_at = now + request.grant.ttl(crate::unix_now());
         entry.slot = Slot::Used(request.grant.clone());
         TakeOutcome::Taken(Box::new(record))
     }

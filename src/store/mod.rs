@@ -54,8 +54,9 @@ impl GrantMarker {
         })
     }
 
-    /// How long the marker must live: as long as the tokens it can revoke.
-    fn ttl(&self, now: u64) -> Duration {
+    /// How long the marker (or a revocation of its grant) must live: as long
+    /// as the tokens it can revoke, and at least a second.
+    pub fn ttl(&self, now: u64) -> Duration {
         Duration::from_secs(self.tokens_expire_at.saturating_sub(now).max(1))
     }
 }
@@ -152,11 +153,4 @@ impl CodeStore {
             Self::Redis(_) => "redis",
         }
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

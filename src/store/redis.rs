@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script, SetExpiry, SetOptions};
 
-use super::{unix_now, GrantMarker, KeySpace, StoreError, TakeOutcome, TakeRequest};
+use super::{GrantMarker, KeySpace, StoreError, TakeOutcome, TakeRequest};
 use crate::record::{check, BadRecord, CodeRecord, Mismatch};
 
 static TAKE_CODE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("take_code.lua")));
@@ -74,7 +74,7 @@ impl RedisStore {
 
     pub(super) async fn take(&self, request: &TakeRequest<'_>) -> Result<TakeOutcome, StoreError> {
         let presented = &request.presented;
-        let marker_ttl = request.grant.ttl(unix_now()).as_secs();
+        let marker_ttl = request.grant.ttl(crate::unix_now()).as_secs();
         let mut invocation = TAKE_CODE.prepare_invoke();
         invocation
             .key(self.keys.code(request.code))
