@@ -70,7 +70,7 @@ impl Redeemer {
     pub async fn redeem(&self, request: TokenRequest) -> Result<TokenResponse, TokenError> {
         let client = self.authenticate(&request.credentials)?;
         let now = unix_now();
-        let grant_id = self.random_id()?;
+        let [grant_id, jti] = self.random_ids()?;
         let marker = GrantMarker {
             grant_id,
             tokens_expire_at: now + client.access_token_lifetime.as_secs(),
@@ -101,7 +101,6 @@ impl Redeemer {
         };
 
         let started = Instant::now();
-        let jti = self.random_id()?;
         let ids = GrantIds {
             grant_id: &marker.grant_id,
             jti: &jti,
@@ -239,13 +238,18 @@ impl Redeemer {
         }
     }
 
-    /// 128 random bits, base64url: a `jti` or `grant_id`.
-    fn random_id(&self) -> Result<String, TokenError> {
-        let mut bytes = [0u8; 16];
+    /// Two independent 128-bit random ids, base64url (the `grant_id` and the
+    /// `jti`), from one call to the system RNG.
+    fn random_ids(&self) -> Result<[String; 2], TokenError> {
+        let mut bytes = [0u8; 32];
         self.rng.fill(&mut bytes).map_err(|_| {
             tracing::error!("the system RNG failed");
             TokenError::ServerError
         })?;
-        Ok(URL_SAFE_NO_PAD.encode(bytes))
+        let (first, second) = bytes.split_at(16);
+        Ok([
+            URL_SAFE_NO_PAD.encode(first),
+            URL_SAFE_NO_PAD.encode(second),
+        ])
     }
 }
