@@ -181,7 +181,7 @@ async fn issue_code(args: IssueCode) -> Result<(), String> {
     let ttl = Duration::from_secs(args.ttl.max(1));
     let issued = match &args.redis_url {
         Some(url) => {
-            let store = CodeStore::Redis(
+            let store = CodeStore::Redis(Box::new(
                 RedisStore::connect(&RedisSettings {
                     url: url.clone().into(),
                     keys: KeySpace::new(args.key_prefix.clone()),
@@ -190,7 +190,7 @@ async fn issue_code(args: IssueCode) -> Result<(), String> {
                 })
                 .await
                 .map_err(|e| format!("TOKEN_ENDPOINT_REDIS_URL: {e}"))?,
-            );
+            ));
             let mut issued = Vec::with_capacity(args.count);
             for _ in 0..args.count {
                 issued.push(

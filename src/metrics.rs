@@ -16,6 +16,8 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.25, 0.5, 1.0,
 ];
 
+/// Cloning shares the metrics (every field is a handle).
+#[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
     requests: Vec<IntCounter>,

@@ -40,11 +40,13 @@ impl std::fmt::Debug for TokenResponse {
     }
 }
 
-/// Everything a redemption needs, shared by all workers.
+/// Everything a redemption needs. Each worker has its own (see
+/// [`Redeemer::for_worker`]): the registry, keys and metrics are shared, the
+/// store connection is not.
 pub struct Redeemer {
     pub store: CodeStore,
-    pub clients: ClientRegistry,
-    pub minter: TokenMinter,
+    pub clients: Arc<ClientRegistry>,
+    pub minter: Arc<TokenMinter>,
     pub metrics: Metrics,
     rng: SystemRandom,
 }
@@ -58,10 +60,23 @@ impl Redeemer {
     ) -> Self {
         Self {
             store,
-            clients,
-            minter,
+            clients: Arc::new(clients),
+            minter: Arc::new(minter),
             metrics,
             rng: SystemRandom::new(),
+        }
+    }
+
+    /// The same redeemer for another worker thread: everything shared but
+    /// the store's connection, which the worker opens on its own runtime so
+    /// that its commands never hop threads.
+    pub fn for_worker(&self) -> Self {
+        Self {
+            store: self.store.for_worker(),
+            clients: self.clients.clone(),
+            minter: self.minter.clone(),
+            metrics: self.metrics.clone(),
+            rng: self.rng.clone(),
         }
     }
 

@@ -56,9 +56,11 @@ impl Application {
     ) -> Result<Self, StartupError> {
         let port = listener.local_addr().map_err(StartupError::Bind)?.port();
         let dev_codes = matches!(state.redeemer.store, CodeStore::Memory(_));
+        // The factory runs once on each worker thread: each worker's state
+        // (and so its Redis connection) lives on that worker's runtime.
         let server = HttpServer::new(move || {
             App::new()
-                .app_data(state.clone())
+                .app_data(web::Data::new(state.for_worker()))
                 .configure(|cfg| routes(cfg, dev_codes))
         })
         .workers(workers)
@@ -159,7 +161,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, ConfigError> {
                     format!("cannot reach Redis: {e}"),
                 )
             })?;
-            CodeStore::Redis(redis)
+            CodeStore::Redis(Box::new(redis))
         }
     };
 

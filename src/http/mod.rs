@@ -12,7 +12,9 @@ use actix_web::web;
 pub use self::response::error_response;
 use crate::redeem::Redeemer;
 
-/// Shared by every worker.
+/// What a worker serves from. Built once at start-up; each worker gets its
+/// own copy ([`AppState::for_worker`]) that shares all but the store
+/// connection.
 pub struct AppState {
     pub redeemer: Redeemer,
     pub max_body_bytes: usize,
@@ -20,6 +22,17 @@ pub struct AppState {
     pub jwks: web::Bytes,
     /// `GET /.well-known/openid-configuration`, serialized once.
     pub discovery: web::Bytes,
+}
+
+impl AppState {
+    pub fn for_worker(&self) -> Self {
+        Self {
+            redeemer: self.redeemer.for_worker(),
+            max_body_bytes: self.max_body_bytes,
+            jwks: self.jwks.clone(),
+            discovery: self.discovery.clone(),
+        }
+    }
 }
 
 /// Every route of the service.

@@ -91,7 +91,8 @@ pub enum StoreError {
 /// The store this process runs on.
 pub enum CodeStore {
     Memory(MemoryStore),
-    Redis(RedisStore),
+    // Boxed: the store and its connection state dwarf the embedded handle.
+    Redis(Box<RedisStore>),
 }
 
 impl CodeStore {
@@ -144,6 +145,16 @@ impl CodeStore {
         match self {
             Self::Memory(store) => store.insert(code, raw.to_owned(), ttl),
             Self::Redis(store) => store.insert(code, raw, ttl).await,
+        }
+    }
+
+    /// The same store for another worker thread. The embedded map is
+    /// shared; a Redis store gets its own connection, opened on first use on
+    /// the runtime that uses it.
+    pub fn for_worker(&self) -> Self {
+        match self {
+            Self::Memory(store) => Self::Memory(store.clone()),
+            Self::Redis(store) => Self::Redis(Box::new(store.for_worker())),
         }
     }
 

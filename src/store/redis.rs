@@ -24,16 +24,22 @@ pub struct RedisSettings {
     pub command_timeout: Duration,
 }
 
-/// Codes in Redis, through one multiplexed connection that reconnects by
-/// itself. Cloning shares the connection.
-#[derive(Clone)]
+/// Codes in Redis, through a multiplexed connection that reconnects by
+/// itself. Each worker has its own ([`RedisStore::for_worker`]): a connection
+/// runs its I/O on the runtime that opened it, and one shared by every worker
+/// would bounce each command and its answer between threads.
 pub struct RedisStore {
-    conn: ConnectionManager,
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    conn: tokio::sync::OnceCell<ConnectionManager>,
     keys: KeySpace,
+    connect_timeout: Duration,
     command_timeout: Duration,
 }
 
 impl RedisStore {
+    /// Open the first connection now, so that a Redis that cannot be reached
+    /// stops start-up rather than the first request.
     pub async fn connect(settings: &RedisSettings) -> Result<Self, StoreError> {
         use secrecy::ExposeSecret;
         let client = redis::Client::open(settings.url.expose_secret())
@@ -43,18 +49,48 @@ impl RedisStore {
             .set_response_timeout(Some(settings.command_timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(1));
-        let conn = tokio::time::timeout(
-            settings.connect_timeout * 3,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| StoreError::Timeout(settings.connect_timeout * 3))?
-        .map_err(unavailable)?;
-        Ok(Self {
-            conn,
+        let store = Self {
+            client,
+            config,
+            conn: tokio::sync::OnceCell::new(),
             keys: settings.keys.clone(),
+            connect_timeout: settings.connect_timeout,
             command_timeout: settings.command_timeout,
-        })
+        };
+        store.conn().await?;
+        Ok(store)
+    }
+
+    /// The same Redis, keys and timeouts, with a connection of its own that
+    /// is opened on first use, on the runtime of that use.
+    pub fn for_worker(&self) -> Self {
+        Self {
+            client: self.client.clone(),
+            config: self.config.clone(),
+            conn: tokio::sync::OnceCell::new(),
+            keys: self.keys.clone(),
+            connect_timeout: self.connect_timeout,
+            command_timeout: self.command_timeout,
+        }
+    }
+
+    /// This store's connection, opened if it is not yet. An attempt that
+    /// fails is retried by the next command.
+    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
+        // Bounded: establishing a connection retries inside the driver.
+        let bound = self.connect_timeout * 3;
+        self.conn
+            .get_or_try_init(|| async {
+                tokio::time::timeout(
+                    bound,
+                    ConnectionManager::new_with_config(self.client.clone(), self.config.clone()),
+                )
+                .await
+                .map_err(|_| StoreError::Timeout(bound))?
+                .map_err(unavailable)
+            })
+            .await
+            .cloned()
     }
 
     pub fn keys(&self) -> &KeySpace {
@@ -91,7 +127,7 @@ impl RedisStore {
             .arg(if presented.allow_plain { "1" } else { "0" })
             .arg(request.grant.encode())
             .arg(marker_ttl);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         let answer: Vec<Vec<u8>> = self.bounded(invocation.invoke_async(&mut conn)).await?;
         let mut parts = answer.into_iter();
         let word = parts.next().unwrap_or_default();
@@ -144,14 +180,14 @@ impl RedisStore {
         grant_id: &str,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         let key = self.keys.revoked_grant(grant_id);
         let secs = ttl.as_secs().max(1);
         self.bounded(conn.set_ex::<_, _, ()>(key, "1", secs)).await
     }
 
     pub(super) async fn is_grant_revoked(&self, grant_id: &str) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         let key = self.keys.revoked_grant(grant_id);
         self.bounded(conn.exists::<_, bool>(key)).await
     }
@@ -163,7 +199,7 @@ impl RedisStore {
         raw: &str,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         let options = SetOptions::default()
             .conditional_set(redis::ExistenceCheck::NX)
             .with_expiration(SetExpiry::EX(ttl.as_secs().max(1)));
@@ -179,7 +215,7 @@ impl RedisStore {
 
     /// `PING`, bounded by the command timeout.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         self.bounded(redis::cmd("PING").query_async::<String>(&mut conn))
             .await
             .map(drop)
