@@ -191,24 +191,46 @@ impl TokenMinter {
         serde_json::json!({ "keys": self.published.iter().map(|k| &k.jwk).collect::<Vec<_>>() })
     }
 
+    /// The tokens of one grant: the access token, and the ID token if the
+    /// grant's scope has `openid`.
     pub fn mint(
         &self,
         record: &CodeRecord,
         client: &Client,
         ids: &GrantIds<'_>,
     ) -> Result<Minted, MintError> {
-        let lifetime = client.access_token_lifetime.as_secs();
+        let access_token = self.mint_access_token(record, client, ids)?;
+        let id_token = if record.is_openid() {
+            Some(self.mint_id_token(record, client, ids.now, &access_token)?)
+        } else {
+            None
+        };
+        Ok(Minted {
+            access_token,
+            id_token,
+            expires_in: client.access_token_lifetime.as_secs(),
+        })
+    }
+
+    /// The RFC 9068 access token of one grant, signed with the access-token
+    /// key whatever the client's ID-token algorithm.
+    pub fn mint_access_token(
+        &self,
+        record: &CodeRecord,
+        client: &Client,
+        ids: &GrantIds<'_>,
+    ) -> Result<String, MintError> {
         let audience = match &record.resource {
             Some(Resource::One(one)) => Audience::One(one),
             Some(Resource::Many(many)) => Audience::Many(many),
             None => Audience::Many(&client.audience),
         };
-        let access_claims = AccessClaims {
+        let claims = AccessClaims {
             iss: &self.issuer,
             sub: &record.sub,
             aud: audience,
             client_id: &client.client_id,
-            exp: ids.now + lifetime,
+            exp: ids.now + client.access_token_lifetime.as_secs(),
             iat: ids.now,
             jti: ids.jti,
             scope: &record.scope,
@@ -217,36 +239,36 @@ impl TokenMinter {
             amr: record.amr.as_deref(),
             grant_id: ids.grant_id,
         };
-        let access_token = self
-            .access
-            .sign(&self.access.access_header, &access_claims)?;
+        self.access.sign(&self.access.access_header, &claims)
+    }
 
-        let id_token = if record.is_openid() {
-            let key = self
-                .key_for(client.id_token_alg)
-                .ok_or(MintError::NoKey(alg_name(client.id_token_alg)))?;
-            let id_claims = IdClaims {
-                iss: &self.issuer,
-                sub: &record.sub,
-                aud: &client.client_id,
-                exp: ids.now + client.id_token_lifetime.as_secs(),
-                iat: ids.now,
-                auth_time: record.auth_time,
-                nonce: record.nonce.as_deref(),
-                acr: record.acr.as_deref(),
-                amr: record.amr.as_deref(),
-                at_hash: &at_hash(key.key.alg(), &access_token),
-                extra: record.claims.as_ref(),
-            };
-            Some(key.sign(&key.id_header, &id_claims)?)
-        } else {
-            None
+    /// The ID token of one grant, signed with the key of the client's
+    /// `id_token_signed_response_alg`; `access_token` is the one issued
+    /// alongside it, whose `at_hash` the ID token carries.
+    pub fn mint_id_token(
+        &self,
+        record: &CodeRecord,
+        client: &Client,
+        now: u64,
+        access_token: &str,
+    ) -> Result<String, MintError> {
+        let key = self
+            .key_for(client.id_token_alg)
+            .ok_or(MintError::NoKey(alg_name(client.id_token_alg)))?;
+        let claims = IdClaims {
+            iss: &self.issuer,
+            sub: &record.sub,
+            aud: &client.client_id,
+            exp: now + client.id_token_lifetime.as_secs(),
+            iat: now,
+            auth_time: record.auth_time,
+            nonce: record.nonce.as_deref(),
+            acr: record.acr.as_deref(),
+            amr: record.amr.as_deref(),
+            at_hash: &at_hash(key.key.alg(), access_token),
+            extra: record.claims.as_ref(),
         };
-        Ok(Minted {
-            access_token,
-            id_token,
-            expires_in: lifetime,
-        })
+        key.sign(&key.id_header, &claims)
     }
 }
 
