@@ -208,9 +208,16 @@ async fn issue_code(args: IssueCode) -> Result<(), String> {
     };
     for (code, verifier) in issued {
         match args.format {
+            // One line of a seed file (loadtest/README.md): what the client
+            // holds and sends.
             Format::Json => println!(
                 "{}",
-                serde_json::json!({"code": code, "code_verifier": verifier})
+                serde_json::json!({
+                    "code": code,
+                    "code_verifier": verifier,
+                    "client_id": args.client_id,
+                    "redirect_uri": args.redirect_uri,
+                })
             ),
             Format::Env => println!("CODE={code}\nCODE_VERIFIER={verifier}"),
         }

@@ -199,6 +199,9 @@ fn issue_code_cli_against_redis() {
         "--nonce",
         "abc",
     ]);
+    // The line is also a line of a load-test seed file (loadtest/README.md).
+    assert_eq!(code["client_id"], "public-app");
+    assert_eq!(code["redirect_uri"], "https://client.test/cb");
     let mut conn = redis.client().get_connection().unwrap();
     let key = format!("oauth:code:{{{}}}", code["code"].as_str().unwrap());
     let ttl: i64 = redis::cmd("TTL").arg(&key).query(&mut conn).unwrap();

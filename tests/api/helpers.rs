@@ -187,9 +187,14 @@ pub const POST_SECRET: &str = "post-secret-0123456789";
 pub const ISSUER: &str = "https://id.test";
 
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    // This file is also compiled into loadtest/'s tests, one level down.
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = if manifest.join("tests/fixtures").is_dir() {
+        manifest
+    } else {
+        manifest.join("..")
+    };
+    root.join("tests/fixtures").join(name)
 }
 
 /// Files the app reads at start-up, in a private directory.

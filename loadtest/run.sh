@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# One command for a whole load test on this machine:
+#   a private redis-server, the release service on it, redis-benchmark on the
+#   same Redis as this run's reference, then the load generator, one step at a
+#   time, and one table at the end.
+#
+#   loadtest/run.sh [STEP ...]        (default: closed open:5000)
+#
+# Steps
+#   closed          closed loop: $CONNECTIONS connections as fast as they go, $CODES codes
+#   open:RATE       open loop at RATE redemptions/s for $OPEN_SECONDS seconds
+#   curve           open:RATE for each RATE in $CURVE_RATES (latency against arrival rate)
+#   mix             closed loop with $MIX (replays, wrong verifiers, unknown codes)
+#   soak:SECONDS    open loop at $SOAK_RATE for SECONDS, in 60 s rounds, RSS after each
+#
+# Settings (environment)
+#   ALG=ES256            signing algorithm of both tokens: ES256 | EdDSA | RS256
+#   WORKERS=2            actix workers (TOKEN_ENDPOINT_WORKERS)
+#   CONNECTIONS=64       load-generator connections
+#   CODES=200000         codes per closed-loop step
+#   OPEN_SECONDS=10      length of each open-loop step
+#   CURVE_RATES="2000 5000 10000 15000 20000 25000"
+#   SOAK_RATE=3000
+#   MIX="replay=0.05,wrong_verifier=0.02,unknown=0.02"
+#   LOADGEN_ARGS=        extra arguments for every loadgen run
+#   SERVER_ENV=          extra VAR=value settings for the service
+#   OUT=target/loadtest  where logs, JSON summaries and the table go
+#   SERVER_BIN=          another build of the service to measure (A/B against
+#                        an older commit: build it with its own CARGO_TARGET_DIR)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ALG=${ALG:-ES256}
+WORKERS=${WORKERS:-2}
+CONNECTIONS=${CONNECTIONS:-64}
+CODES=${CODES:-200000}
+OPEN_SECONDS=${OPEN_SECONDS:-10}
+CURVE_RATES=${CURVE_RATES:-"2000 5000 10000 15000 20000 25000"}
+SOAK_RATE=${SOAK_RATE:-3000}
+MIX=${MIX:-"replay=0.05,wrong_verifier=0.02,unknown=0.02"}
+LOADGEN_ARGS=${LOADGEN_ARGS:-}
+SERVER_ENV=${SERVER_ENV:-}
+OUT=${OUT:-target/loadtest}
+STEPS=("$@")
+[ ${#STEPS[@]} -eq 0 ] && STEPS=(closed open:5000)
+
+for tool in redis-server redis-benchmark python3; do
+    command -v "$tool" >/dev/null || { echo "error: $tool is not installed (apt-get install -y redis-server redis-tools python3)" >&2; exit 2; }
+done
+
+cargo build --release --quiet -p token-endpoint -p token-endpoint-loadtest --bins
+BIN=${SERVER_BIN:-target/release/token-endpoint}
+LOADGEN=target/release/loadgen
+
+RUN_DIR=$(mktemp -d)
+mkdir -p "$OUT"
+rm -f "$OUT"/step-*.json
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$RUN_DIR"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+REDIS_PORT=$(free_port)
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$RUN_DIR" --daemonize no >"$OUT/redis.log" 2>&1 &
+REDIS_PID=$!
+PIDS+=("$REDIS_PID")
+for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+
+"$BIN" generate-key --alg ES256 >"$RUN_DIR/es256.pem"
+KEYS="$RUN_DIR/es256.pem"
+if [ "$ALG" != ES256 ]; then
+    if [ "$ALG" = RS256 ]; then
+        openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$RUN_DIR/alg.pem" 2>/dev/null
+    else
+        "$BIN" generate-key --alg "$ALG" >"$RUN_DIR/alg.pem"
+    fi
+    # The first key signs access tokens: ALG signs both tokens.
+    KEYS="$RUN_DIR/alg.pem,$RUN_DIR/es256.pem"
+fi
+cat >"$RUN_DIR/clients.toml" <<EOF
+[[clients]]
+client_id = "loadtest"
+token_endpoint_auth_method = "none"
+audience = "https://api.example.com"
+id_token_signed_response_alg = "$ALG"
+EOF
+
+PORT=$(free_port)
+# shellcheck disable=SC2086
+env TOKEN_ENDPOINT_BIND="127.0.0.1:$PORT" TOKEN_ENDPOINT_WORKERS="$WORKERS" \
+    TOKEN_ENDPOINT_ISSUER=https://id.loadtest TOKEN_ENDPOINT_REDIS_URL="$REDIS_URL" \
+    TOKEN_ENDPOINT_CLIENTS_FILE="$RUN_DIR/clients.toml" TOKEN_ENDPOINT_SIGNING_KEYS="$KEYS" \
+    TOKEN_ENDPOINT_LOG=warn $SERVER_ENV "$BIN" serve >"$OUT/server.log" 2>&1 &
+SERVER_PID=$!
+PIDS+=("$SERVER_PID")
+TARGET="http://127.0.0.1:$PORT"
+for _ in $(seq 100); do
+    python3 - "$PORT" <<'PY' 2>/dev/null && break
+import sys, urllib.request
+urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/readyz", timeout=1)
+PY
+    sleep 0.1
+done
+
+echo "== reference: redis-benchmark on the same Redis, $CONNECTIONS clients" >&2
+{
+    redis-benchmark -p "$REDIS_PORT" -c "$CONNECTIONS" -n 200000 --csv -t set,get
+    redis-benchmark -p "$REDIS_PORT" -c "$CONNECTIONS" -n 200000 --csv \
+        EVAL "return redis.call('DEL', KEYS[1])" 1 'oauth:bench:{x}'
+} | grep -v '^"test"' >"$OUT/redis-benchmark.csv"
+cat "$OUT/redis-benchmark.csv" >&2
+
+n=0
+loadgen_step() {
+    local name=$1; shift
+    n=$((n + 1))
+    local json="$OUT/step-$(printf %02d $n).json"
+    echo "== $name" >&2
+    local status=0
+    # shellcheck disable=SC2086
+    "$LOADGEN" run --target "$TARGET" --redis-url "$REDIS_URL" --client-id loadtest \
+        --connections "$CONNECTIONS" --json "$json" \
+        --watch "server=$SERVER_PID" --watch "redis=$REDIS_PID" "$@" $LOADGEN_ARGS || status=$?
+    python3 - "$json" "$name" <<'PY'
+import json, sys
+path, name = sys.argv[1:]
+d = json.load(open(path))
+d["step"] = name
+json.dump(d, open(path, "w"), indent=1)
+PY
+    return $status
+}
+
+failed=0
+for step in "${STEPS[@]}"; do
+    case "$step" in
+        closed) loadgen_step "closed, $CONNECTIONS conns" --codes "$CODES" || failed=1 ;;
+        mix) loadgen_step "closed + mix" --codes "$CODES" --mix "$MIX" || failed=1 ;;
+        open:*)
+            rate=${step#open:}
+            loadgen_step "open $rate/s" --rate "$rate" --codes $((rate * OPEN_SECONDS)) || failed=1 ;;
+        curve)
+            for rate in $CURVE_RATES; do
+                loadgen_step "open $rate/s" --rate "$rate" --codes $((rate * OPEN_SECONDS)) --quiet || failed=1
+            done ;;
+        soak:*)
+            seconds=${step#soak:}
+            for round in $(seq $(((seconds + 59) / 60))); do
+                loadgen_step "soak $SOAK_RATE/s round $round" --rate "$SOAK_RATE" \
+                    --codes $((SOAK_RATE * 60)) --quiet || failed=1
+            done ;;
+        *) echo "error: unknown step $step" >&2; exit 2 ;;
+    esac
+done
+
+python3 - "$OUT" "$ALG" "$WORKERS" "$(nproc)" <<'PY' | tee "$OUT/table.md"
+import csv, glob, json, sys
+out, alg, workers, cpus = sys.argv[1:]
+print(f"\nALG={alg} WORKERS={workers} on {cpus} CPUs; service, Redis and generator share them.\n")
+print("Reference, redis-benchmark on the same Redis in the same run (requests/s, p50 ms):")
+for row in csv.reader(open(f"{out}/redis-benchmark.csv")):
+    print(f"  {row[0].split(' ')[0]:<5} {float(row[1]):>9.0f}/s  p50 {row[3]}")
+print()
+print("| step | redemptions/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | CPU µs/req: service | Redis | loadgen | service RSS MiB (peak) | exactly once |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+for path in sorted(glob.glob(f"{out}/step-*.json")):
+    d = json.load(open(path))
+    l = d.get("latency_ms") or {}
+    cpu = d.get("cpu_us_per_request", {})
+    mem = d.get("memory_mib", {}).get("server", {})
+    print(f"| {d['step']} | {d['redemptions_per_s']:.0f} | {l.get('p50', 0):.2f} | {l.get('p90', 0):.2f} | "
+          f"{l.get('p99', 0):.2f} | {l.get('p999', 0):.2f} | {l.get('max', 0):.2f} | "
+          f"{cpu.get('server', 0):.1f} | {cpu.get('redis', 0):.1f} | {cpu.get('loadgen', 0):.1f} | "
+          f"{mem.get('rss', 0):.1f} ({mem.get('peak', 0):.1f}) | {'PASS' if d['passed'] else 'FAIL'} |")
+PY
+exit $failed

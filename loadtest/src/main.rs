@@ -1,0 +1,255 @@
+//! `loadgen`: the token endpoint's load generator. It seeds codes through
+//! the frontend contract before the measured window, redeems each exactly
+//! once over keep-alive connections (closed or open loop, optionally mixed
+//! with replays, wrong verifiers and unknown codes), and fails unless every
+//! code got tokens exactly once. See `loadtest/README.md`.
+//!
+//! # Layout
+//! - [`seed`]: codes from Redis (pipelined), `POST /dev/codes` or a seed file.
+//! - [`plan`]: every request, prebuilt, with the mix placed among them.
+//! - [`run`]: the connections, the open/closed loop, the tallies.
+//! - [`procstat`]: CPU time and memory of the processes under test.
+//! - [`report`]: the verdict, the table and the JSON summary.
+//! - [`http1`]: a minimal keep-alive HTTP/1.1 client connection.
+
+mod http1;
+mod plan;
+mod procstat;
+mod report;
+mod run;
+mod seed;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use token_endpoint::store::KeySpace;
+
+use crate::plan::{Mix, Target};
+use crate::run::{Mode, Options};
+use crate::seed::{GrantTemplate, Seed};
+
+#[derive(Parser)]
+#[command(version, about = "Load generator for the token endpoint")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Seed codes (not timed), redeem each exactly once, report.
+    Run(RunArgs),
+    /// Seed codes and write them to a seed file (for k6, or `run --codes-file`).
+    Seed {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Where to write the NDJSON seed file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct SourceArgs {
+    /// The service's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    target: String,
+    /// Seed into this Redis, as the login frontend does. Without it (and
+    /// without --codes-file), codes come from the embedded default's
+    /// `POST /dev/codes`.
+    #[arg(long, env = "TOKEN_ENDPOINT_REDIS_URL")]
+    redis_url: Option<String>,
+    /// The service's TOKEN_ENDPOINT_REDIS_KEY_PREFIX.
+    #[arg(long, default_value = "oauth:")]
+    key_prefix: String,
+    /// How many codes to seed.
+    #[arg(long, default_value_t = 100_000)]
+    codes: usize,
+    #[arg(long, default_value = "demo")]
+    client_id: String,
+    /// The redirect_uri of the grants; `--redirect-uri ''` for none.
+    #[arg(long, default_value = "https://app.test/cb")]
+    redirect_uri: String,
+    #[arg(long, default_value = "alice")]
+    sub: String,
+    #[arg(long, default_value = "openid profile")]
+    scope: String,
+    /// Code lifetime in seconds: long enough for seeding plus the run.
+    #[arg(long, default_value_t = 600)]
+    code_ttl: u64,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Redeem the codes of this seed file instead of seeding new ones.
+    #[arg(long)]
+    codes_file: Option<PathBuf>,
+    /// Keep-alive connections.
+    #[arg(long, short = 'c', default_value_t = 64)]
+    connections: usize,
+    /// Open loop: this many requests per second, whatever the latency.
+    /// Without it, closed loop.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Shares of other requests, e.g. `replay=0.05,wrong_verifier=0.02,unknown=0.01`.
+    #[arg(long, default_value = "")]
+    mix: Mix,
+    /// Runtime threads of the generator itself (it shares the machine).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Also write the summary as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// No progress line.
+    #[arg(long)]
+    quiet: bool,
+    /// Report CPU time per request and memory of this process, as
+    /// `name=pid` (repeatable; Linux). The generator's own is always reported.
+    #[arg(long = "watch")]
+    watch: Vec<procstat::Watched>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let threads = match &cli.command {
+        Command::Run(args) => args.threads.max(1),
+        Command::Seed { .. } => 1,
+    };
+    let runtime = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    };
+    let result = match runtime {
+        Ok(runtime) => runtime.block_on(async {
+            match cli.command {
+                Command::Run(args) => run(args).await,
+                Command::Seed { source, out } => {
+                    let seeds = seed(&source).await?;
+                    seed::write_file(&out, &seeds)?;
+                    eprintln!("wrote {} codes to {}", seeds.len(), out.display());
+                    Ok(true)
+                }
+            }
+        }),
+        Err(e) => Err(format!("cannot start the runtime: {e}")),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> Result<bool, String> {
+    let (addr, host) = resolve(&args.source.target).await?;
+    let seeds = match &args.codes_file {
+        Some(path) => seed::read_file(path)?,
+        None => seed(&args.source).await?,
+    };
+    if seeds.is_empty() {
+        return Err("no codes to redeem".into());
+    }
+    let mode = match args.rate {
+        Some(rate) if rate > 0.0 && rate.is_finite() => Mode::Open { rate },
+        Some(rate) => return Err(format!("--rate {rate}: must be a positive number")),
+        None => Mode::Closed,
+    };
+    let connections = args.connections.max(1);
+    let redirect = args.source.redirect_uri.as_str();
+    let target = Target {
+        host: &host,
+        client_id: &args.source.client_id,
+        redirect_uri: (!redirect.is_empty()).then_some(redirect),
+    };
+    // A replay goes out two rounds of connections after its redemption, so
+    // it usually finds the code taken rather than racing for it.
+    let plan = plan::build(&seeds, args.mix, &target, 2 * connections);
+    drop(seeds);
+    let options = Options {
+        addr,
+        connections,
+        mode,
+        progress: !args.quiet,
+        watch: args.watch,
+    };
+    let outcome = run::run(plan, &options).await?;
+    let summary = report::Summary::new(&outcome, mode, connections, args.mix.to_string());
+    summary.print();
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
+        std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(summary.passed)
+}
+
+async fn seed(source: &SourceArgs) -> Result<Vec<Seed>, String> {
+    let template = GrantTemplate {
+        client_id: source.client_id.clone(),
+        redirect_uri: (!source.redirect_uri.is_empty()).then(|| source.redirect_uri.clone()),
+        sub: source.sub.clone(),
+        scope: source.scope.clone(),
+        ttl: Duration::from_secs(source.code_ttl),
+    };
+    let started = std::time::Instant::now();
+    let seeds = match &source.redis_url {
+        Some(url) => {
+            seed::into_redis(
+                url,
+                &KeySpace::new(source.key_prefix.clone()),
+                source.codes,
+                &template,
+            )
+            .await?
+        }
+        None => {
+            let (addr, host) = resolve(&source.target).await?;
+            seed::through_server(addr, &host, source.codes, &template).await?
+        }
+    };
+    eprintln!(
+        "seeded {} codes in {:.2} s (not measured)",
+        seeds.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(seeds)
+}
+
+/// `http://host:port` -> the address to connect to and the `Host` header.
+async fn resolve(target: &str) -> Result<(SocketAddr, String), String> {
+    let rest = target.strip_prefix("http://").ok_or_else(|| {
+        format!(
+            "--target {target:?}: only http:// is supported (put TLS in front, measure behind it)"
+        )
+    })?;
+    let host = rest.trim_end_matches('/');
+    if host.contains('/') {
+        return Err(format!(
+            "--target {target:?}: give the base URL, without a path"
+        ));
+    }
+    let with_port = if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:80")
+    };
+    let addr = tokio::net::lookup_host(&with_port)
+        .await
+        .map_err(|e| format!("--target {target:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("--target {target:?}: no address"))?;
+    Ok((addr, host.to_owned()))
+}

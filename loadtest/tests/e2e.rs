@@ -1,0 +1,219 @@
+//! The load generator against the real service on a real `redis-server`:
+//! it must redeem every code exactly once, say so when it could not, and
+//! write the seed file the k6 scripts read.
+
+#[allow(dead_code, unused_imports, unused_macros)]
+#[path = "../../tests/api/helpers.rs"]
+mod helpers;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use helpers::{spawn_app, Backend, TestApp};
+use serde_json::Value;
+
+const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
+
+fn redis_url(app: &TestApp) -> String {
+    app.redis
+        .as_ref()
+        .expect("a Redis-backed app")
+        .lock()
+        .expect("redis lock")
+        .url()
+}
+
+/// Run `loadgen` off the async runtime (the app's server task lives there).
+async fn loadgen(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(LOADGEN)
+            .args(&args)
+            .output()
+            .expect("run loadgen")
+    })
+    .await
+    .expect("loadgen task")
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn summary(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).expect("summary written")).expect("JSON summary")
+}
+
+/// Closed loop with replays, wrong verifiers and unknown codes mixed in:
+/// every seeded code gets tokens exactly once, every other request an
+/// `invalid_grant`, and the service's own metrics agree.
+#[tokio::test]
+async fn a_mixed_run_redeems_every_code_exactly_once() {
+    let app = spawn_app(Backend::Redis).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let json = dir.path().join("summary.json");
+    let output = loadgen(args(&[
+        "run",
+        "--target",
+        &app.address,
+        "--redis-url",
+        &redis_url(&app),
+        "--client-id",
+        "public-app",
+        "--codes",
+        "400",
+        "--connections",
+        "8",
+        "--mix",
+        "replay=0.1,wrong_verifier=0.05,unknown=0.05",
+        "--json",
+        json.to_str().expect("utf-8 path"),
+        "--quiet",
+    ]))
+    .await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("exactly once    PASS"), "{stdout}");
+
+    let s = summary(&json);
+    assert_eq!(s["passed"], true);
+    assert_eq!(s["codes"], 400);
+    assert_eq!(s["codes_not_redeemed"], 0);
+    assert_eq!(s["codes_redeemed_more_than_once"], 0);
+    let count = |key: &str| s["statuses"][key].as_u64().unwrap_or(0);
+    // A replay may race its code's redemption and win; either way one 200.
+    assert_eq!(count("redeem 200") + count("replay 200"), 400);
+    for refused in ["replay 400", "wrong_verifier 400", "unknown 400"] {
+        assert!(count(refused) > 0, "no {refused} in {}", s["statuses"]);
+    }
+    assert_eq!(count("wrong_verifier 200") + count("unknown 200"), 0);
+    assert!(s["redemptions_per_s"].as_f64().expect("rate") > 0.0);
+    assert!(s["latency_ms"]["p99"].as_f64().expect("p99") > 0.0);
+    assert_eq!(app.requests("success", "issued").await, 400.0);
+}
+
+/// A code redeemed behind the generator's back cannot be redeemed by it:
+/// the run must fail and count the code as not redeemed.
+#[tokio::test]
+async fn a_code_redeemed_before_the_run_fails_it() {
+    let app = spawn_app(Backend::Redis).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let codes = dir.path().join("codes.ndjson");
+    let json = dir.path().join("summary.json");
+    let seeded = loadgen(args(&[
+        "seed",
+        "--redis-url",
+        &redis_url(&app),
+        "--client-id",
+        "public-app",
+        "--codes",
+        "20",
+        "--out",
+        codes.to_str().expect("utf-8 path"),
+    ]))
+    .await;
+    assert!(seeded.status.success(), "{seeded:?}");
+
+    let first: Value = serde_json::from_str(
+        std::fs::read_to_string(&codes)
+            .expect("seed file")
+            .lines()
+            .next()
+            .expect("a line"),
+    )
+    .expect("JSON line");
+    let form = [
+        ("grant_type", "authorization_code".to_owned()),
+        ("code", first["code"].as_str().expect("code").to_owned()),
+        ("client_id", "public-app".to_owned()),
+        (
+            "redirect_uri",
+            first["redirect_uri"].as_str().expect("uri").to_owned(),
+        ),
+        (
+            "code_verifier",
+            first["code_verifier"]
+                .as_str()
+                .expect("verifier")
+                .to_owned(),
+        ),
+    ];
+    assert_eq!(app.post_form(&form).await.status, 200);
+
+    let output = loadgen(args(&[
+        "run",
+        "--target",
+        &app.address,
+        "--codes-file",
+        codes.to_str().expect("utf-8 path"),
+        "--connections",
+        "4",
+        "--json",
+        json.to_str().expect("utf-8 path"),
+        "--quiet",
+    ]))
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let s = summary(&json);
+    assert_eq!(s["passed"], false);
+    assert_eq!(s["codes_not_redeemed"], 1);
+    assert_eq!(s["statuses"]["redeem 200"], 19);
+    assert_eq!(s["statuses"]["redeem 400"], 1);
+}
+
+/// The seed file as k6 reads it: `check-seed-file.mjs` parses it with the
+/// very module the k6 scripts use and prints the bodies k6 would send; each
+/// must redeem its code. Covers the default redirect URI and `null` (none).
+#[tokio::test]
+async fn the_seed_file_is_what_the_k6_scripts_send() {
+    let app = spawn_app(Backend::Redis).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("k6/check-seed-file.mjs");
+    for (name, redirect) in [("with-uri", "https://app.test/cb?x=1&y=a b"), ("none", "")] {
+        let codes = dir.path().join(format!("{name}.ndjson"));
+        let seeded = loadgen(args(&[
+            "seed",
+            "--redis-url",
+            &redis_url(&app),
+            "--client-id",
+            "public-app",
+            "--redirect-uri",
+            redirect,
+            "--codes",
+            "5",
+            "--out",
+            codes.to_str().expect("utf-8 path"),
+        ]))
+        .await;
+        assert!(seeded.status.success(), "{seeded:?}");
+
+        let node = Command::new("node")
+            .arg(&script)
+            .arg(&codes)
+            .output()
+            .expect("node runs (Node.js 18+ is needed for the k6 seed-file check)");
+        assert!(node.status.success(), "{node:?}");
+        let bodies = String::from_utf8(node.stdout).expect("utf-8");
+        assert_eq!(bodies.lines().count(), 5, "{bodies}");
+        for body in bodies.lines() {
+            assert_eq!(
+                body.contains("redirect_uri="),
+                !redirect.is_empty(),
+                "{body}"
+            );
+            let answer = app
+                .send(
+                    app.http
+                        .post(app.token_url())
+                        .header("Content-Type", "application/x-www-form-urlencoded")
+                        .body(body.to_owned()),
+                )
+                .await;
+            assert_eq!(answer.status, 200, "{body}: {}", answer.body);
+            assert!(answer.body["id_token"].is_string());
+        }
+    }
+}
