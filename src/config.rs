@@ -60,6 +60,11 @@ pub struct Settings {
     pub signing_keys: Vec<PathBuf>,
     pub verification_keys: Vec<PathBuf>,
     pub max_body_bytes: usize,
+    /// On SIGTERM, how long `/readyz` says 503 while the service still
+    /// serves, so load balancers stop sending before the listener closes.
+    pub shutdown_delay: Duration,
+    /// Then, how long in-flight requests get to finish.
+    pub drain_timeout: Duration,
     pub log_filter: String,
     pub log_format: LogFormat,
 }
@@ -183,6 +188,19 @@ impl Settings {
                 }
             },
         };
+        let shutdown_delay = match get("TOKEN_ENDPOINT_SHUTDOWN_DELAY_MS") {
+            None => Duration::from_secs(5),
+            Some(v) => match v.parse::<u64>() {
+                Ok(ms) if ms <= 60_000 => Duration::from_millis(ms),
+                _ => {
+                    return Err(ConfigError::new(
+                        "TOKEN_ENDPOINT_SHUTDOWN_DELAY_MS",
+                        format!("{v:?} is not a number of milliseconds from 0 to 60000"),
+                    ))
+                }
+            },
+        };
+        let drain_timeout = millis("TOKEN_ENDPOINT_DRAIN_TIMEOUT_MS", 20_000)?;
         let log_filter = get("TOKEN_ENDPOINT_LOG").unwrap_or_else(|| "info".into());
         if tracing_subscriber::EnvFilter::try_new(&log_filter).is_err() {
             return Err(ConfigError::new("TOKEN_ENDPOINT_LOG", format!("{log_filter:?} is not a tracing filter (for example info or token_endpoint=debug)")));
@@ -208,6 +226,8 @@ impl Settings {
             signing_keys,
             verification_keys,
             max_body_bytes,
+            shutdown_delay,
+            drain_timeout,
             log_filter,
             log_format,
         })

@@ -2,15 +2,18 @@
 //! the store, bind the listener. Tests build the very same application.
 
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use serde_json::json;
 
 use crate::clients::ClientRegistry;
 use crate::config::{ConfigError, Settings, StoreSettings};
-use crate::http::{routes, AppState};
+use crate::http::{request_id, routes, AppState};
 use crate::metrics::Metrics;
 use crate::redeem::Redeemer;
 use crate::store::{CodeStore, MemoryStore, RedisSettings, RedisStore};
@@ -30,6 +33,8 @@ pub enum StartupError {
 pub struct Application {
     port: u16,
     server: Server,
+    draining: Arc<AtomicBool>,
+    shutdown_delay: Duration,
 }
 
 impl Application {
@@ -44,7 +49,7 @@ impl Application {
         listener: TcpListener,
     ) -> Result<Self, StartupError> {
         let state = web::Data::new(build_state(&settings).await?);
-        Self::serve(state, listener, settings.workers)
+        Self::serve(state, listener, &settings)
     }
 
     /// Serve `state` on `listener`. Tests keep a handle on `state` to reach
@@ -52,23 +57,33 @@ impl Application {
     pub fn serve(
         state: web::Data<AppState>,
         listener: TcpListener,
-        workers: usize,
+        settings: &Settings,
     ) -> Result<Self, StartupError> {
         let port = listener.local_addr().map_err(StartupError::Bind)?.port();
         let dev_codes = matches!(state.redeemer.store, CodeStore::Memory(_));
+        let draining = state.draining.clone();
         // The factory runs once on each worker thread: each worker's state
         // (and so its Redis connection) lives on that worker's runtime.
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(request_id))
                 .app_data(web::Data::new(state.for_worker()))
                 .configure(|cfg| routes(cfg, dev_codes))
         })
-        .workers(workers)
-        .shutdown_timeout(30)
+        .workers(settings.workers)
+        // Signals are ours (`run_until_stopped`): readiness must turn false
+        // before the listener closes, which actix's own handling does not do.
+        .disable_signals()
+        .shutdown_timeout(settings.drain_timeout.as_secs().max(1))
         .listen(listener)
         .map_err(StartupError::Bind)?
         .run();
-        Ok(Self { port, server })
+        Ok(Self {
+            port,
+            server,
+            draining,
+            shutdown_delay: settings.shutdown_delay,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -79,10 +94,53 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serve until stopped (SIGINT/SIGTERM, or [`ServerHandle::stop`]); in-flight
-    /// requests drain first.
+    /// Serve until SIGTERM or SIGINT (or [`ServerHandle::stop`]).
+    ///
+    /// On SIGTERM: `/readyz` turns 503 at once while requests are still
+    /// served, for `TOKEN_ENDPOINT_SHUTDOWN_DELAY_MS` (load balancers stop
+    /// sending); then the listener closes and in-flight requests get up to
+    /// `TOKEN_ENDPOINT_DRAIN_TIMEOUT_MS` to finish. SIGINT (Ctrl-C) skips the
+    /// delay. Returns once every worker has stopped.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let handle = self.server.handle();
+        let draining = self.draining.clone();
+        let delay = self.shutdown_delay;
+        let signals = tokio::spawn(async move {
+            let signal = shutdown_signal().await;
+            draining.store(true, Ordering::Relaxed);
+            let delay = if signal == "SIGTERM" {
+                delay
+            } else {
+                Duration::ZERO
+            };
+            tracing::info!(
+                signal,
+                delay_ms = delay.as_millis() as u64,
+                "shutting down: readiness is now false; draining after the delay"
+            );
+            tokio::time::sleep(delay).await;
+            handle.stop(true).await;
+        });
+        let result = self.server.await;
+        signals.abort();
+        result
+    }
+}
+
+/// The first of SIGTERM and SIGINT, by name.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        // Without signal handlers the process still stops on the default
+        // action of the signal; there is just no graceful phase.
+        _ => std::future::pending().await,
     }
 }
 
@@ -200,5 +258,6 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, ConfigError> {
         max_body_bytes: settings.max_body_bytes,
         jwks,
         discovery,
+        draining: Arc::new(AtomicBool::new(false)),
     })
 }

@@ -3,12 +3,17 @@
 
 mod dev;
 mod ops;
+mod request_id;
 mod response;
 mod token;
 mod wellknown;
 
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
 use actix_web::web;
 
+pub use self::request_id::{request_id, X_REQUEST_ID};
 pub use self::response::error_response;
 use crate::redeem::Redeemer;
 
@@ -22,6 +27,8 @@ pub struct AppState {
     pub jwks: web::Bytes,
     /// `GET /.well-known/openid-configuration`, serialized once.
     pub discovery: web::Bytes,
+    /// Set when shutdown begins: `/readyz` answers 503 from then on.
+    pub draining: Arc<AtomicBool>,
 }
 
 impl AppState {
@@ -31,6 +38,7 @@ impl AppState {
             max_body_bytes: self.max_body_bytes,
             jwks: self.jwks.clone(),
             discovery: self.discovery.clone(),
+            draining: self.draining.clone(),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Probes and metrics.
 
+use std::sync::atomic::Ordering;
+
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpResponse};
 
@@ -11,8 +13,12 @@ pub async fn livez() -> HttpResponse {
     HttpResponse::Ok().body("ok\n")
 }
 
-/// `GET /readyz`: the code store answers within its command timeout.
+/// `GET /readyz`: not shutting down, and the code store answers within its
+/// command timeout.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if state.draining.load(Ordering::Relaxed) {
+        return HttpResponse::ServiceUnavailable().body("not ready: shutting down\n");
+    }
     match &state.redeemer.store {
         CodeStore::Memory(_) => HttpResponse::Ok().body("ready\n"),
         CodeStore::Redis(redis) => match redis.ping().await {

@@ -211,3 +211,179 @@ fn issue_code_cli_against_redis() {
     let (_, claims) = jwt_parts(body["id_token"].as_str().unwrap());
     assert_eq!(claims["nonce"], "abc");
 }
+
+/// A plain `GET`, blocking, for the synchronous tests: the status only.
+fn get_status(port: u16, path: &str) -> Option<u16> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status().as_u16())
+    })
+}
+
+/// SIGTERM while a redemption is in flight (held up by a Redis that pauses
+/// writes): `/readyz` turns 503 at once while the service still answers, the
+/// listener closes after the shutdown delay, the started redemption still
+/// completes with tokens, and the process exits 0.
+#[test]
+fn sigterm_turns_readiness_off_then_drains_in_flight_redemptions() {
+    let redis = RedisServer::start();
+    let files = AppFiles::new();
+    let port = free_port();
+    let mut server = start_server(
+        &[
+            ("TOKEN_ENDPOINT_REDIS_URL", redis.url()),
+            ("TOKEN_ENDPOINT_ISSUER", ISSUER.into()),
+            (
+                "TOKEN_ENDPOINT_CLIENTS_FILE",
+                files.registry.display().to_string(),
+            ),
+            ("TOKEN_ENDPOINT_SIGNING_KEYS", files.signing_keys_env()),
+            ("TOKEN_ENDPOINT_REDIS_COMMAND_TIMEOUT_MS", "5000".into()),
+            ("TOKEN_ENDPOINT_SHUTDOWN_DELAY_MS", "1000".into()),
+            ("TOKEN_ENDPOINT_DRAIN_TIMEOUT_MS", "10000".into()),
+        ],
+        port,
+    );
+    assert_eq!(get_status(port, "/readyz"), Some(200));
+    let code = issue_code(&[
+        "--redis-url",
+        &redis.url(),
+        "--client-id",
+        "public-app",
+        "--redirect-uri",
+        "https://client.test/cb",
+    ]);
+
+    // EVALSHA may write, so CLIENT PAUSE WRITE holds the take back while
+    // PING (readiness) and new connections go through.
+    let mut conn = redis.client().get_connection().unwrap();
+    redis::cmd("CLIENT")
+        .arg(&["PAUSE", "2500", "WRITE"])
+        .query::<()>(&mut conn)
+        .unwrap();
+    let in_flight = std::thread::spawn(move || {
+        redeem(port, "public-app", &code, Some("https://client.test/cb"))
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    let started = Instant::now();
+    let pid = server.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        get_status(port, "/readyz"),
+        Some(503),
+        "readiness turns false as soon as SIGTERM arrives"
+    );
+    assert_eq!(
+        get_status(port, "/livez"),
+        Some(200),
+        "the service still serves during the shutdown delay"
+    );
+
+    let (status, body) = in_flight.join().unwrap();
+    assert_eq!(status, 200, "the started redemption completes: {body}");
+    assert!(body["access_token"].is_string());
+
+    let exit = loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the process did not exit after draining"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "exit status {exit}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "the listener stayed open for the shutdown delay"
+    );
+    assert_eq!(get_status(port, "/livez"), None, "the listener is closed");
+}
+
+/// A failed client authentication is one security event in the JSON logs,
+/// carrying the request's `X-Request-Id` and not the secret presented.
+#[test]
+fn security_events_carry_the_request_id() {
+    let files = AppFiles::new();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("stderr.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let child = Command::new(BIN)
+        .env_clear()
+        .env("TOKEN_ENDPOINT_BIND", format!("127.0.0.1:{port}"))
+        .env("TOKEN_ENDPOINT_CLIENTS_FILE", &files.registry)
+        .env("TOKEN_ENDPOINT_SIGNING_KEYS", files.signing_keys_env())
+        .env("TOKEN_ENDPOINT_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let _server = Server(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get_status(port, "/livez").is_none() {
+        assert!(Instant::now() < deadline, "the server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = runtime.block_on(async {
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/oauth/token"))
+            .header("X-Request-Id", "trace-me-42")
+            .basic_auth("basic-app", Some("not-the-secret-9f8e7d"))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", "c0de"),
+                ("code_verifier", &"v".repeat(43)),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    assert_eq!(status, 401);
+    // The event is written as the request ends; give the writer a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let events = loop {
+        let text = std::fs::read_to_string(&log_path).unwrap();
+        let events: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|e: &serde_json::Value| e["security_event"] == "client_authentication_failed")
+            .collect();
+        if !events.is_empty() || Instant::now() > deadline {
+            assert!(
+                !text.contains("not-the-secret-9f8e7d"),
+                "the secret was logged"
+            );
+            break events;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        events[0]["span"]["request_id"], "trace-me-42",
+        "{}",
+        events[0]
+    );
+}

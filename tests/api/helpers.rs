@@ -276,6 +276,8 @@ pub fn settings(files: &AppFiles, redis: Option<&RedisServer>) -> Settings {
         signing_keys: files.signing_keys(),
         verification_keys: vec![fixture("ec-p256-public.test-only.pem")],
         max_body_bytes: 8192,
+        shutdown_delay: Duration::ZERO,
+        drain_timeout: Duration::from_secs(5),
         log_filter: "info".into(),
         log_format: LogFormat::Text,
     }
@@ -320,7 +322,7 @@ pub async fn spawn_app_on(
     tweak(&mut settings);
     let state = web::Data::new(build_state(&settings).await.expect("app state builds"));
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    let app = Application::serve(state.clone(), listener, settings.workers).expect("serve");
+    let app = Application::serve(state.clone(), listener, &settings).expect("serve");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());

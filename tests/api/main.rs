@@ -9,5 +9,6 @@ mod concurrency;
 mod errors;
 mod interop;
 mod keys;
+mod ops;
 mod redeem;
 mod replay;
