@@ -3,8 +3,8 @@
 //! outcome is one atomic add.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::error::Reason;
@@ -28,6 +28,11 @@ pub struct Metrics {
     pub store_duration: Histogram,
     pub signing_duration: Histogram,
     pub store_errors: IntCounter,
+    /// Token requests being answered right now (body read to response).
+    pub in_flight: IntGauge,
+    /// When the access-token signing key was made (its file's modification
+    /// time; start-up for an ephemeral key): alert on `time() - this`.
+    pub signing_key_created: Gauge,
 }
 
 /// Registering a metric fails only on a duplicate name or a bad label set,
@@ -95,6 +100,15 @@ impl Metrics {
             signing_alg,
         ])
         .set(1);
+        let signing_key_created = register(
+            &registry,
+            Gauge::new(
+                "token_endpoint_signing_key_created_timestamp_seconds",
+                "When the access-token signing key was made (file modification time), seconds since the epoch",
+            )
+            .expect("valid"),
+        );
+        signing_key_created.set(crate::unix_now() as f64);
         Self {
             requests,
             code_replays: register(
@@ -127,6 +141,15 @@ impl Metrics {
                 )
                 .expect("valid"),
             ),
+            in_flight: register(
+                &registry,
+                IntGauge::new(
+                    "token_requests_in_flight",
+                    "Token requests being answered right now",
+                )
+                .expect("valid"),
+            ),
+            signing_key_created,
             registry,
         }
     }
@@ -160,5 +183,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("token_endpoint_info"));
+        assert!(text.contains("token_requests_in_flight 0"), "{text}");
+        assert!(text.contains("token_endpoint_signing_key_created_timestamp_seconds"));
     }
 }

@@ -225,6 +225,16 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, ConfigError> {
 
     let access_key = minter.access_token_key();
     let metrics = Metrics::new(store.kind(), access_key.kid(), alg_name(access_key.alg()));
+    // The first configured key signs access tokens; an ephemeral one was
+    // made just now, which is the gauge's default.
+    if let Some(made) = settings
+        .signing_keys
+        .first()
+        .and_then(|path| std::fs::metadata(path).ok()?.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+    {
+        metrics.signing_key_created.set(made.as_secs_f64());
+    }
     tracing::info!(
         store = store.kind(),
         issuer = %settings.issuer,

@@ -6,6 +6,7 @@ use actix_web::http::header;
 use actix_web::web::{self, BytesMut};
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::StreamExt;
+use prometheus::IntGauge;
 
 use super::response::{error_response, token_response};
 use super::AppState;
@@ -19,6 +20,8 @@ pub async fn token(
 ) -> HttpResponse {
     let started = Instant::now();
     let metrics = &state.redeemer.metrics;
+    // A guard, so a request whose client goes away mid-way is still counted out.
+    let _in_flight = InFlight::enter(&metrics.in_flight);
     let result = async {
         check_content_type(&request)?;
         let body = read_body(&request, payload, state.max_body_bytes).await?;
@@ -43,6 +46,22 @@ pub async fn token(
         .request_duration
         .observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// Holds one unit of the in-flight gauge for as long as it lives.
+struct InFlight<'a>(&'a IntGauge);
+
+impl<'a> InFlight<'a> {
+    fn enter(gauge: &'a IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// RFC 6749 §4.1.3: "using the application/x-www-form-urlencoded format ...

@@ -1,5 +1,10 @@
 //! Operating the service: request ids, readiness.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use token_endpoint::config::StoreSettings;
+
 use crate::helpers::*;
 
 /// A sane `X-Request-Id` from upstream is echoed back, on success and error
@@ -42,4 +47,50 @@ async fn request_ids_are_echoed_or_generated() {
     let second = id_of(&app.get("/livez").await).expect("an id");
     assert_ne!(first, second);
     assert_ne!(first, replaced);
+}
+
+/// `token_requests_in_flight` counts a redemption while Redis holds it up
+/// and falls back to 0 once it is answered; the signing key's gauge is its
+/// file's modification time.
+#[tokio::test]
+async fn in_flight_and_signing_key_metrics() {
+    let redis = Arc::new(std::sync::Mutex::new(RedisServer::start()));
+    let app = spawn_app_on(Some(redis), Arc::new(AppFiles::new()), |s| {
+        if let StoreSettings::Redis {
+            command_timeout, ..
+        } = &mut s.store
+        {
+            *command_timeout = Duration::from_secs(5);
+        }
+    })
+    .await;
+    let issued = app.issue(grant("public-app")).await;
+    {
+        let redis = app.redis.as_ref().unwrap().lock().unwrap();
+        let mut conn = redis.client().get_connection().unwrap();
+        let _: () = redis::cmd("CLIENT")
+            .arg(&["PAUSE", "1500", "WRITE"])
+            .query(&mut conn)
+            .unwrap();
+    }
+    let form = TestApp::form(&issued, "public-app");
+    let (answer, during) = tokio::join!(app.post_form(&form), async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        app.metric("token_requests_in_flight").await
+    });
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(during, 1.0, "the held redemption is in flight");
+    assert_eq!(app.metric("token_requests_in_flight").await, 0.0);
+
+    let made = std::fs::metadata(&app.files.es256_key)
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let gauge = app
+        .metric("token_endpoint_signing_key_created_timestamp_seconds")
+        .await;
+    assert!((gauge - made).abs() < 1.0, "{gauge} vs {made}");
 }
