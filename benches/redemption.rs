@@ -21,7 +21,9 @@ use token_endpoint::frontend::{prepare, Grant};
 use token_endpoint::metrics::Metrics;
 use token_endpoint::redeem::Redeemer;
 use token_endpoint::request::{TokenForm, TokenRequest};
-use token_endpoint::store::{CodeStore, KeySpace, MemoryStore, RedisSettings, RedisStore};
+use token_endpoint::store::{
+    CodeStore, KeySpace, MemoryStore, RedisSettings, RedisStore, RedisTopology,
+};
 use token_endpoint::tokens::keys::{alg_name, SigningKey};
 use token_endpoint::tokens::{ring_provider, TokenMinter};
 use tokio::runtime::Runtime;
@@ -145,6 +147,7 @@ fn redis_bench(server: &RedisServer) -> Bench {
     let runtime = current_thread_runtime();
     let settings = RedisSettings {
         url: server.url().into(),
+        topology: RedisTopology::Standalone,
         keys: KeySpace::default(),
         connect_timeout: Duration::from_secs(1),
         // Generous, unlike the service's 250 ms: on a shared machine a

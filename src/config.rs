@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::store::KeySpace;
+use crate::store::{KeySpace, RedisTopology};
 
 /// A setting that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,7 @@ pub enum StoreSettings {
     Embedded,
     Redis {
         url: SecretString,
+        topology: RedisTopology,
         keys: KeySpace,
         connect_timeout: Duration,
         command_timeout: Duration,
@@ -113,11 +114,29 @@ impl Settings {
         let store = match get("TOKEN_ENDPOINT_REDIS_URL") {
             None => StoreSettings::Embedded,
             Some(url) => {
-                if !(url.starts_with("redis://")
-                    || url.starts_with("rediss://")
-                    || url.starts_with("redis+unix://")
-                    || url.starts_with("unix://"))
-                {
+                let topology = match get("TOKEN_ENDPOINT_REDIS_MODE").as_deref() {
+                    None | Some("standalone") => RedisTopology::Standalone,
+                    Some("cluster") => RedisTopology::Cluster,
+                    Some(other) => {
+                        return Err(ConfigError::new(
+                            "TOKEN_ENDPOINT_REDIS_MODE",
+                            format!("{other:?} is not standalone or cluster"),
+                        ))
+                    }
+                };
+                let urls: Vec<&str> = url.split(',').map(str::trim).collect();
+                if topology == RedisTopology::Standalone && urls.len() > 1 {
+                    return Err(ConfigError::new(
+                        "TOKEN_ENDPOINT_REDIS_URL",
+                        "lists several servers: set TOKEN_ENDPOINT_REDIS_MODE=cluster for Redis Cluster seed nodes",
+                    ));
+                }
+                if !urls.iter().all(|u| {
+                    u.starts_with("redis://")
+                        || u.starts_with("rediss://")
+                        || u.starts_with("redis+unix://")
+                        || u.starts_with("unix://")
+                }) {
                     return Err(ConfigError::new(
                         "TOKEN_ENDPOINT_REDIS_URL",
                         "must start with redis://, rediss:// or unix://",
@@ -130,6 +149,7 @@ impl Settings {
                 }
                 StoreSettings::Redis {
                     url: url.into(),
+                    topology,
                     keys: KeySpace::new(prefix),
                     connect_timeout: millis("TOKEN_ENDPOINT_REDIS_CONNECT_TIMEOUT_MS", 1000)?,
                     command_timeout: millis("TOKEN_ENDPOINT_REDIS_COMMAND_TIMEOUT_MS", 250)?,

@@ -9,7 +9,7 @@ use token_endpoint::frontend::{self, Grant};
 use token_endpoint::pkce::ChallengeMethod;
 use token_endpoint::record::Resource;
 use token_endpoint::startup::Application;
-use token_endpoint::store::{CodeStore, KeySpace, RedisSettings, RedisStore};
+use token_endpoint::store::{CodeStore, KeySpace, RedisSettings, RedisStore, RedisTopology};
 use token_endpoint::telemetry;
 
 #[derive(Parser)]
@@ -184,6 +184,7 @@ async fn issue_code(args: IssueCode) -> Result<(), String> {
             let store = CodeStore::Redis(Box::new(
                 RedisStore::connect(&RedisSettings {
                     url: url.clone().into(),
+                    topology: RedisTopology::Standalone,
                     keys: KeySpace::new(args.key_prefix.clone()),
                     connect_timeout: Duration::from_secs(2),
                     command_timeout: Duration::from_secs(2),

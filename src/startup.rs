@@ -202,12 +202,14 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, ConfigError> {
         }
         StoreSettings::Redis {
             url,
+            topology,
             keys,
             connect_timeout,
             command_timeout,
         } => {
             let redis = RedisStore::connect(&RedisSettings {
                 url: url.clone(),
+                topology: *topology,
                 keys: keys.clone(),
                 connect_timeout: *connect_timeout,
                 command_timeout: *command_timeout,

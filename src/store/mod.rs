@@ -18,7 +18,7 @@ use std::time::Duration;
 
 pub use self::keys::KeySpace;
 pub use self::memory::MemoryStore;
-pub use self::redis::{RedisSettings, RedisStore};
+pub use self::redis::{RedisSettings, RedisStore, RedisTopology};
 
 use crate::record::{BadRecord, CodeRecord, Mismatch, Presented};
 

@@ -4,19 +4,35 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, Script, SetExpiry, SetOptions};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncCommands, RedisFuture, Script, SetExpiry, SetOptions, Value};
 
 use super::{GrantMarker, KeySpace, StoreError, TakeOutcome, TakeRequest};
 use crate::record::{check, BadRecord, CodeRecord, Mismatch};
 
 static TAKE_CODE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("take_code.lua")));
 
+/// How the Redis deployment is shaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RedisTopology {
+    /// One server (or a proxy that looks like one).
+    #[default]
+    Standalone,
+    /// Redis Cluster: `url` lists one or more seed nodes, comma-separated;
+    /// commands go to the node owning their key's slot. Every key of one
+    /// code shares a hash tag, so the take stays one script on one node.
+    Cluster,
+}
+
 /// How to reach Redis and how long to wait for it.
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
-    /// `redis://` or `rediss://` URL. Never logged: it may hold a password.
+    /// `redis://` or `rediss://` URL (cluster: comma-separated seed nodes).
+    /// Never logged: it may hold a password.
     pub url: secrecy::SecretString,
+    pub topology: RedisTopology,
     pub keys: KeySpace,
     /// Bound on establishing a connection.
     pub connect_timeout: Duration,
@@ -29,9 +45,8 @@ pub struct RedisSettings {
 /// runs its I/O on the runtime that opened it, and one shared by every worker
 /// would bounce each command and its answer between threads.
 pub struct RedisStore {
-    client: redis::Client,
-    config: ConnectionManagerConfig,
-    conn: tokio::sync::OnceCell<ConnectionManager>,
+    client: Client,
+    conn: tokio::sync::OnceCell<Conn>,
     keys: KeySpace,
     connect_timeout: Duration,
     command_timeout: Duration,
@@ -42,16 +57,30 @@ impl RedisStore {
     /// stops start-up rather than the first request.
     pub async fn connect(settings: &RedisSettings) -> Result<Self, StoreError> {
         use secrecy::ExposeSecret;
-        let client = redis::Client::open(settings.url.expose_secret())
-            .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL: {:?}", e.kind())))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(settings.connect_timeout))
-            .set_response_timeout(Some(settings.command_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
+        let invalid = |e: redis::RedisError| {
+            StoreError::Unavailable(format!("invalid Redis URL: {:?}", e.kind()))
+        };
+        let url = settings.url.expose_secret();
+        let client = match settings.topology {
+            RedisTopology::Standalone => Client::Single(
+                redis::Client::open(url).map_err(invalid)?,
+                ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(settings.connect_timeout))
+                    .set_response_timeout(Some(settings.command_timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_secs(1)),
+            ),
+            RedisTopology::Cluster => Client::Cluster(
+                ClusterClient::builder(url.split(',').map(str::trim))
+                    .connection_timeout(settings.connect_timeout)
+                    .response_timeout(settings.command_timeout)
+                    .retries(1)
+                    .build()
+                    .map_err(invalid)?,
+            ),
+        };
         let store = Self {
             client,
-            config,
             conn: tokio::sync::OnceCell::new(),
             keys: settings.keys.clone(),
             connect_timeout: settings.connect_timeout,
@@ -66,7 +95,6 @@ impl RedisStore {
     pub fn for_worker(&self) -> Self {
         Self {
             client: self.client.clone(),
-            config: self.config.clone(),
             conn: tokio::sync::OnceCell::new(),
             keys: self.keys.clone(),
             connect_timeout: self.connect_timeout,
@@ -76,18 +104,15 @@ impl RedisStore {
 
     /// This store's connection, opened if it is not yet. An attempt that
     /// fails is retried by the next command.
-    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
+    async fn conn(&self) -> Result<Conn, StoreError> {
         // Bounded: establishing a connection retries inside the driver.
         let bound = self.connect_timeout * 3;
         self.conn
             .get_or_try_init(|| async {
-                tokio::time::timeout(
-                    bound,
-                    ConnectionManager::new_with_config(self.client.clone(), self.config.clone()),
-                )
-                .await
-                .map_err(|_| StoreError::Timeout(bound))?
-                .map_err(unavailable)
+                tokio::time::timeout(bound, self.client.open())
+                    .await
+                    .map_err(|_| StoreError::Timeout(bound))?
+                    .map_err(unavailable)
             })
             .await
             .cloned()
@@ -219,6 +244,61 @@ impl RedisStore {
         self.bounded(redis::cmd("PING").query_async::<String>(&mut conn))
             .await
             .map(drop)
+    }
+}
+
+/// What a connection is opened from.
+#[derive(Clone)]
+enum Client {
+    Single(redis::Client, ConnectionManagerConfig),
+    Cluster(ClusterClient),
+}
+
+impl Client {
+    async fn open(&self) -> redis::RedisResult<Conn> {
+        Ok(match self {
+            Self::Single(client, config) => Conn::Single(
+                ConnectionManager::new_with_config(client.clone(), config.clone()).await?,
+            ),
+            Self::Cluster(client) => Conn::Cluster(client.get_async_connection().await?),
+        })
+    }
+}
+
+/// A worker's connection: multiplexed and self-healing either way (the
+/// manager reconnects; the cluster connection refreshes its slot map and
+/// reconnects to the nodes it routes to).
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use token_endpoint::config::{LogFormat, Settings, StoreSettings};
 use token_endpoint::frontend::{self, Grant, IssuedCode};
 use token_endpoint::http::AppState;
 use token_endpoint::startup::{build_state, Application};
-use token_endpoint::store::KeySpace;
+use token_endpoint::store::{KeySpace, RedisTopology};
 
 /// Which code store the app under test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,16 +57,23 @@ pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
     _dir: tempfile::TempDir,
+    /// Arguments beyond the defaults (a cluster node's, say).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     pub fn start() -> Self {
+        Self::start_with(Vec::new())
+    }
+
+    pub fn start_with(extra: Vec<String>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let mut server = Self {
             child: None,
             port,
             _dir: dir,
+            extra,
         };
         server.spawn();
         server
@@ -78,6 +85,7 @@ impl RedisServer {
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .arg("--dir")
             .arg(self._dir.path())
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -186,6 +194,94 @@ pub const BASIC_SECRET: &str = "basic-secret-0123456789";
 pub const POST_SECRET: &str = "post-secret-0123456789";
 pub const ISSUER: &str = "https://id.test";
 
+/// A Redis Cluster of three masters (no replicas), each a real
+/// `redis-server` on free ports, with the slots spread by `redis-cli
+/// --cluster create`. Killed when dropped.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start() -> Self {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| {
+                RedisServer::start_with(vec![
+                    "--cluster-enabled".into(),
+                    "yes".into(),
+                    // The bus port defaults to port + 10000, which may not
+                    // exist for a high ephemeral port: pick a free one.
+                    "--cluster-port".into(),
+                    free_port().to_string(),
+                    "--cluster-config-file".into(),
+                    "nodes.conf".into(),
+                ])
+            })
+            .collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let output = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("run redis-cli --cluster create (Debian: redis-tools)");
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        let cluster = Self { nodes };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !cluster.is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not reach state ok"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        cluster
+    }
+
+    /// Every node says `cluster_state:ok`.
+    fn is_ok(&self) -> bool {
+        self.nodes.iter().all(|node| {
+            let Ok(mut conn) = node.client().get_connection() else {
+                return false;
+            };
+            redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query::<String>(&mut conn)
+                .is_ok_and(|info| info.contains("cluster_state:ok"))
+        })
+    }
+
+    /// The seed-node list the service takes in TOKEN_ENDPOINT_REDIS_URL.
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(RedisServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Settings that point an app at this cluster.
+    pub fn tweak(&self) -> impl FnOnce(&mut Settings) {
+        let urls = self.urls();
+        move |settings: &mut Settings| {
+            settings.store = StoreSettings::Redis {
+                url: urls.into(),
+                topology: RedisTopology::Cluster,
+                keys: KeySpace::default(),
+                connect_timeout: Duration::from_millis(1000),
+                command_timeout: Duration::from_millis(1000),
+            }
+        }
+    }
+}
+
 pub fn fixture(name: &str) -> PathBuf {
     // This file is also compiled into loadtest/'s tests, one level down.
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -267,6 +363,7 @@ pub fn settings(files: &AppFiles, redis: Option<&RedisServer>) -> Settings {
             None => StoreSettings::Embedded,
             Some(redis) => StoreSettings::Redis {
                 url: redis.url().into(),
+                topology: RedisTopology::Standalone,
                 keys: KeySpace::default(),
                 connect_timeout: Duration::from_millis(500),
                 command_timeout: Duration::from_millis(250),
