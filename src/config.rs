@@ -334,4 +334,38 @@ mod tests {
             assert_eq!(settings(&[(name, value)]).unwrap_err().setting, name);
         }
     }
+
+    #[test]
+    fn redis_mode_and_seed_nodes() {
+        let base = [
+            ("TOKEN_ENDPOINT_ISSUER", "https://id.example"),
+            ("TOKEN_ENDPOINT_CLIENTS_FILE", "/x"),
+            ("TOKEN_ENDPOINT_SIGNING_KEYS", "/k"),
+        ];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = base.to_vec();
+            vars.extend_from_slice(extra);
+            settings(&vars)
+        };
+        let nodes = ("TOKEN_ENDPOINT_REDIS_URL", "redis://a:7000, redis://b:7001");
+        let err = with(&[nodes]).unwrap_err();
+        assert_eq!(err.setting, "TOKEN_ENDPOINT_REDIS_URL");
+        assert!(err.reason.contains("TOKEN_ENDPOINT_REDIS_MODE=cluster"));
+        let cluster = with(&[nodes, ("TOKEN_ENDPOINT_REDIS_MODE", "cluster")]).unwrap();
+        assert!(matches!(
+            cluster.store,
+            StoreSettings::Redis {
+                topology: RedisTopology::Cluster,
+                ..
+            }
+        ));
+        let err = with(&[nodes, ("TOKEN_ENDPOINT_REDIS_MODE", "sentinel")]).unwrap_err();
+        assert_eq!(err.setting, "TOKEN_ENDPOINT_REDIS_MODE");
+        let err = with(&[
+            ("TOKEN_ENDPOINT_REDIS_URL", "redis://a:7000,http://b"),
+            ("TOKEN_ENDPOINT_REDIS_MODE", "cluster"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.setting, "TOKEN_ENDPOINT_REDIS_URL");
+    }
 }
