@@ -117,10 +117,14 @@ impl Settings {
                 let topology = match get("TOKEN_ENDPOINT_REDIS_MODE").as_deref() {
                     None | Some("standalone") => RedisTopology::Standalone,
                     Some("cluster") => RedisTopology::Cluster,
+                    Some("sentinel") => RedisTopology::Sentinel {
+                        master: get("TOKEN_ENDPOINT_REDIS_SENTINEL_MASTER")
+                            .unwrap_or_else(|| "mymaster".into()),
+                    },
                     Some(other) => {
                         return Err(ConfigError::new(
                             "TOKEN_ENDPOINT_REDIS_MODE",
-                            format!("{other:?} is not standalone or cluster"),
+                            format!("{other:?} is not standalone, cluster or sentinel"),
                         ))
                     }
                 };
@@ -128,7 +132,7 @@ impl Settings {
                 if topology == RedisTopology::Standalone && urls.len() > 1 {
                     return Err(ConfigError::new(
                         "TOKEN_ENDPOINT_REDIS_URL",
-                        "lists several servers: set TOKEN_ENDPOINT_REDIS_MODE=cluster for Redis Cluster seed nodes",
+                        "lists several servers: set TOKEN_ENDPOINT_REDIS_MODE=cluster (seed nodes) or sentinel (sentinels)",
                     ));
                 }
                 if !urls.iter().all(|u| {
@@ -359,8 +363,21 @@ mod tests {
                 ..
             }
         ));
-        let err = with(&[nodes, ("TOKEN_ENDPOINT_REDIS_MODE", "sentinel")]).unwrap_err();
+        let err = with(&[nodes, ("TOKEN_ENDPOINT_REDIS_MODE", "replicas")]).unwrap_err();
         assert_eq!(err.setting, "TOKEN_ENDPOINT_REDIS_MODE");
+        let sentinel = with(&[
+            nodes,
+            ("TOKEN_ENDPOINT_REDIS_MODE", "sentinel"),
+            ("TOKEN_ENDPOINT_REDIS_SENTINEL_MASTER", "tokens"),
+        ])
+        .unwrap();
+        assert!(matches!(
+            sentinel.store,
+            StoreSettings::Redis {
+                topology: RedisTopology::Sentinel { ref master },
+                ..
+            } if master == "tokens"
+        ));
         let err = with(&[
             ("TOKEN_ENDPOINT_REDIS_URL", "redis://a:7000,http://b"),
             ("TOKEN_ENDPOINT_REDIS_MODE", "cluster"),

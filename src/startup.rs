@@ -209,7 +209,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, ConfigError> {
         } => {
             let redis = RedisStore::connect(&RedisSettings {
                 url: url.clone(),
-                topology: *topology,
+                topology: topology.clone(),
                 keys: keys.clone(),
                 connect_timeout: *connect_timeout,
                 command_timeout: *command_timeout,

@@ -1,12 +1,14 @@
 //! The Redis store: one script call per redemption (EVALSHA; the script is
 //! loaded once per connection and re-sent only if Redis lost it).
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelServerType};
 use redis::{AsyncCommands, RedisFuture, Script, SetExpiry, SetOptions, Value};
 
 use super::{GrantMarker, KeySpace, StoreError, TakeOutcome, TakeRequest};
@@ -15,7 +17,7 @@ use crate::record::{check, BadRecord, CodeRecord, Mismatch};
 static TAKE_CODE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("take_code.lua")));
 
 /// How the Redis deployment is shaped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum RedisTopology {
     /// One server (or a proxy that looks like one).
     #[default]
@@ -24,6 +26,11 @@ pub enum RedisTopology {
     /// commands go to the node owning their key's slot. Every key of one
     /// code shares a hash tag, so the take stays one script on one node.
     Cluster,
+    /// Redis Sentinel: `url` lists the sentinels, comma-separated; they name
+    /// the current master of this service. After a failover the old master
+    /// answers READONLY or not at all; the connection is then dropped and
+    /// the next command asks the sentinels again.
+    Sentinel { master: String },
 }
 
 /// How to reach Redis and how long to wait for it.
@@ -46,7 +53,11 @@ pub struct RedisSettings {
 /// would bounce each command and its answer between threads.
 pub struct RedisStore {
     client: Client,
-    conn: tokio::sync::OnceCell<Conn>,
+    /// The worker's connection once opened; emptied when Sentinel mode
+    /// sees a sign of failover.
+    conn: ArcSwapOption<Conn>,
+    /// Held while opening, so concurrent first commands open one connection.
+    opening: tokio::sync::Mutex<()>,
     keys: KeySpace,
     connect_timeout: Duration,
     command_timeout: Duration,
@@ -61,14 +72,15 @@ impl RedisStore {
             StoreError::Unavailable(format!("invalid Redis URL: {:?}", e.kind()))
         };
         let url = settings.url.expose_secret();
-        let client = match settings.topology {
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.connect_timeout))
+            .set_response_timeout(Some(settings.command_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        let client = match &settings.topology {
             RedisTopology::Standalone => Client::Single(
                 redis::Client::open(url).map_err(invalid)?,
-                ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(settings.connect_timeout))
-                    .set_response_timeout(Some(settings.command_timeout))
-                    .set_number_of_retries(1)
-                    .set_max_delay(Duration::from_secs(1)),
+                manager_config.clone(),
             ),
             RedisTopology::Cluster => Client::Cluster(
                 ClusterClient::builder(url.split(',').map(str::trim))
@@ -78,10 +90,23 @@ impl RedisStore {
                     .build()
                     .map_err(invalid)?,
             ),
+            RedisTopology::Sentinel { master } => Client::Sentinel(
+                Arc::new(tokio::sync::Mutex::new(
+                    SentinelClient::build(
+                        url.split(',').map(str::trim).collect(),
+                        master.clone(),
+                        None,
+                        SentinelServerType::Master,
+                    )
+                    .map_err(invalid)?,
+                )),
+                manager_config.clone(),
+            ),
         };
         let store = Self {
             client,
-            conn: tokio::sync::OnceCell::new(),
+            opening: tokio::sync::Mutex::new(()),
+            conn: ArcSwapOption::empty(),
             keys: settings.keys.clone(),
             connect_timeout: settings.connect_timeout,
             command_timeout: settings.command_timeout,
@@ -95,7 +120,8 @@ impl RedisStore {
     pub fn for_worker(&self) -> Self {
         Self {
             client: self.client.clone(),
-            conn: tokio::sync::OnceCell::new(),
+            conn: ArcSwapOption::empty(),
+            opening: tokio::sync::Mutex::new(()),
             keys: self.keys.clone(),
             connect_timeout: self.connect_timeout,
             command_timeout: self.command_timeout,
@@ -105,17 +131,21 @@ impl RedisStore {
     /// This store's connection, opened if it is not yet. An attempt that
     /// fails is retried by the next command.
     async fn conn(&self) -> Result<Conn, StoreError> {
+        if let Some(conn) = self.conn.load_full() {
+            return Ok((*conn).clone());
+        }
+        let _opening = self.opening.lock().await;
+        if let Some(conn) = self.conn.load_full() {
+            return Ok((*conn).clone());
+        }
         // Bounded: establishing a connection retries inside the driver.
         let bound = self.connect_timeout * 3;
-        self.conn
-            .get_or_try_init(|| async {
-                tokio::time::timeout(bound, self.client.open())
-                    .await
-                    .map_err(|_| StoreError::Timeout(bound))?
-                    .map_err(unavailable)
-            })
+        let conn = tokio::time::timeout(bound, self.client.open())
             .await
-            .cloned()
+            .map_err(|_| StoreError::Timeout(bound))?
+            .map_err(unavailable)?;
+        self.conn.store(Some(Arc::new(conn.clone())));
+        Ok(conn)
     }
 
     pub fn keys(&self) -> &KeySpace {
@@ -127,10 +157,23 @@ impl RedisStore {
         &self,
         fut: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        tokio::time::timeout(self.command_timeout, fut)
+        let result = tokio::time::timeout(self.command_timeout, fut)
             .await
-            .map_err(|_| StoreError::Timeout(self.command_timeout))?
-            .map_err(unavailable)
+            .map_err(|_| StoreError::Timeout(self.command_timeout))?;
+        result.map_err(|e| {
+            // Behind Sentinel, the master may have moved: READONLY from a
+            // demoted master, or a dead connection. Forget the connection;
+            // the next command asks the sentinels for the master again.
+            if matches!(self.client, Client::Sentinel(..))
+                && (e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_io_error())
+            {
+                self.conn.store(None);
+            }
+            unavailable(e)
+        })
     }
 
     pub(super) async fn take(&self, request: &TakeRequest<'_>) -> Result<TakeOutcome, StoreError> {
@@ -252,6 +295,11 @@ impl RedisStore {
 enum Client {
     Single(redis::Client, ConnectionManagerConfig),
     Cluster(ClusterClient),
+    /// Shared by the workers: it only answers "who is the master now".
+    Sentinel(
+        Arc<tokio::sync::Mutex<SentinelClient>>,
+        ConnectionManagerConfig,
+    ),
 }
 
 impl Client {
@@ -261,6 +309,10 @@ impl Client {
                 ConnectionManager::new_with_config(client.clone(), config.clone()).await?,
             ),
             Self::Cluster(client) => Conn::Cluster(client.get_async_connection().await?),
+            Self::Sentinel(sentinel, config) => {
+                let master = sentinel.lock().await.async_get_client().await?;
+                Conn::Single(ConnectionManager::new_with_config(master, config.clone()).await?)
+            }
         })
     }
 }

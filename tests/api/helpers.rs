@@ -124,6 +124,18 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// `INFO replication` says `role:slave`.
+    pub fn is_replica(&self) -> bool {
+        self.client()
+            .get_connection()
+            .and_then(|mut conn| {
+                redis::cmd("INFO")
+                    .arg("replication")
+                    .query::<String>(&mut conn)
+            })
+            .is_ok_and(|info| info.contains("role:slave"))
+    }
+
     /// Kill the server (SIGKILL): the outage tests use this.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -278,6 +290,144 @@ impl RedisCluster {
                 connect_timeout: Duration::from_millis(1000),
                 command_timeout: Duration::from_millis(1000),
             }
+        }
+    }
+}
+
+/// A Redis Sentinel group: a master, one replica, and three sentinels
+/// (quorum 2) watching it as `mymaster`. Killed when dropped.
+pub struct RedisSentinelGroup {
+    pub master: RedisServer,
+    pub replica: RedisServer,
+    sentinels: Vec<(Child, u16)>,
+    _dir: tempfile::TempDir,
+}
+
+pub const SENTINEL_MASTER: &str = "mymaster";
+
+impl RedisSentinelGroup {
+    pub fn start() -> Self {
+        let master = RedisServer::start();
+        let replica = RedisServer::start_with(vec![
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            master.port.to_string(),
+        ]);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sentinels = (0..3)
+            .map(|i| {
+                let port = free_port();
+                // Sentinels rewrite their configuration file: one each.
+                let conf = dir.path().join(format!("sentinel-{i}.conf"));
+                std::fs::write(
+                    &conf,
+                    format!(
+                        "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                         sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {master} 2\n\
+                         sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n\
+                         sentinel failover-timeout {SENTINEL_MASTER} 3000\n",
+                        dir = dir.path().display(),
+                        master = master.port,
+                    ),
+                )
+                .expect("sentinel config");
+                let child = Command::new("redis-server")
+                    .arg(&conf)
+                    .arg("--sentinel")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start redis-server --sentinel");
+                (child, port)
+            })
+            .collect();
+        let group = Self {
+            master,
+            replica,
+            sentinels,
+            _dir: dir,
+        };
+        // Failover needs sentinels that know the replica, which they learn
+        // from the master's INFO (every 10 s at first).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !group.sentinels_know_the_replica() {
+            assert!(
+                Instant::now() < deadline,
+                "the sentinels did not discover the replica"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        group
+    }
+
+    fn sentinel(&self, index: usize) -> redis::Connection {
+        let port = self.sentinels[index].1;
+        redis::Client::open(format!("redis://127.0.0.1:{port}"))
+            .and_then(|c| c.get_connection())
+            .expect("a sentinel")
+    }
+
+    fn sentinels_know_the_replica(&self) -> bool {
+        (0..self.sentinels.len()).all(|i| {
+            let Ok(client) =
+                redis::Client::open(format!("redis://127.0.0.1:{}", self.sentinels[i].1))
+            else {
+                return false;
+            };
+            let Ok(mut conn) = client.get_connection() else {
+                return false;
+            };
+            redis::cmd("SENTINEL")
+                .arg(&["REPLICAS", SENTINEL_MASTER])
+                .query::<Vec<redis::Value>>(&mut conn)
+                .is_ok_and(|replicas| !replicas.is_empty())
+        })
+    }
+
+    /// The port the sentinels currently name as master.
+    pub fn master_port(&self) -> u16 {
+        let (_host, port): (String, u16) = redis::cmd("SENTINEL")
+            .arg(&["GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER])
+            .query(&mut self.sentinel(0))
+            .expect("master address");
+        port
+    }
+
+    /// Ask the sentinels to promote the replica now.
+    pub fn failover(&self) {
+        let _: () = redis::cmd("SENTINEL")
+            .arg(&["FAILOVER", SENTINEL_MASTER])
+            .query(&mut self.sentinel(0))
+            .expect("SENTINEL FAILOVER");
+    }
+
+    /// Settings that point an app at this group through its sentinels.
+    pub fn tweak(&self) -> impl FnOnce(&mut Settings) {
+        let urls = self
+            .sentinels
+            .iter()
+            .map(|(_, port)| format!("redis://127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        move |settings: &mut Settings| {
+            settings.store = StoreSettings::Redis {
+                url: urls.into(),
+                topology: RedisTopology::Sentinel {
+                    master: SENTINEL_MASTER.into(),
+                },
+                keys: KeySpace::default(),
+                connect_timeout: Duration::from_millis(1000),
+                command_timeout: Duration::from_millis(1000),
+            }
+        }
+    }
+}
+
+impl Drop for RedisSentinelGroup {
+    fn drop(&mut self) {
+        for (child, _) in &mut self.sentinels {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }

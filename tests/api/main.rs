@@ -13,3 +13,4 @@ mod keys;
 mod ops;
 mod redeem;
 mod replay;
+mod sentinel;
