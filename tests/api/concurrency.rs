@@ -124,3 +124,23 @@ async fn each_code_redeems_exactly_once_on_a_cluster() {
     assert_eq!(successes, CODES);
     assert_eq!(invalid_grant, CODES * (ATTEMPTS_PER_CODE - 1));
 }
+
+/// The same property through Redis Sentinel, three app instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_code_redeems_exactly_once_through_sentinel() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let group = RedisSentinelGroup::start();
+    let files = Arc::new(AppFiles::new());
+    let mut apps = vec![];
+    for _ in 0..3 {
+        apps.push(spawn_app_on(None, Arc::clone(&files), group.tweak()).await);
+    }
+    let mut codes = Vec::with_capacity(CODES);
+    for _ in 0..CODES {
+        codes.push(apps[0].issue(grant("public-app")).await);
+    }
+    let (successes, invalid_grant, other) = hammer(&apps, &codes).await;
+    assert_eq!(other, Vec::<String>::new());
+    assert_eq!(successes, CODES);
+    assert_eq!(invalid_grant, CODES * (ATTEMPTS_PER_CODE - 1));
+}
