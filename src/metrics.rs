@@ -100,6 +100,14 @@ impl Metrics {
             signing_alg,
         ])
         .set(1);
+        // Resident memory, CPU seconds, open fds, start time: the process
+        // collector reads /proc at scrape time, never on the request path.
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("the process collector registers once");
         let signing_key_created = register(
             &registry,
             Gauge::new(
@@ -185,5 +193,7 @@ mod tests {
         assert!(text.contains("token_endpoint_info"));
         assert!(text.contains("token_requests_in_flight 0"), "{text}");
         assert!(text.contains("token_endpoint_signing_key_created_timestamp_seconds"));
+        #[cfg(target_os = "linux")]
+        assert!(text.contains("process_resident_memory_bytes"), "{text}");
     }
 }
