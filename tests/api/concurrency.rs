@@ -62,6 +62,34 @@ async fn hammer(
     (successes, invalid_grant, other)
 }
 
+/// Issue `CODES` codes through `apps[0]`, redeem each `ATTEMPTS_PER_CODE`
+/// times at once spread over `apps`, and check: exactly one success per
+/// code, every other answer `invalid_grant`, nothing else.
+async fn assert_each_code_redeems_once(apps: &[TestApp]) {
+    let mut codes = Vec::with_capacity(CODES);
+    for _ in 0..CODES {
+        codes.push(apps[0].issue(grant("public-app")).await);
+    }
+    let (successes, invalid_grant, other) = hammer(apps, &codes).await;
+    assert_eq!(other, Vec::<String>::new());
+    assert_eq!(successes, CODES);
+    assert_eq!(invalid_grant, CODES * (ATTEMPTS_PER_CODE - 1));
+}
+
+/// Three app instances on the store `tweak()` configures, sharing one set
+/// of files.
+async fn three_apps<T>(tweak: impl Fn() -> T) -> Vec<TestApp>
+where
+    T: FnOnce(&mut token_endpoint::config::Settings),
+{
+    let files = Arc::new(AppFiles::new());
+    let mut apps = vec![];
+    for _ in 0..3 {
+        apps.push(spawn_app_on(None, Arc::clone(&files), tweak()).await);
+    }
+    apps
+}
+
 /// 1,000 codes, each redeemed by 8 concurrent requests spread over 3 app
 /// instances sharing one Redis: exactly 1,000 successes, every other answer
 /// `invalid_grant`, and 7,000 replays counted across the instances.
@@ -74,14 +102,7 @@ async fn each_code_redeems_exactly_once_across_three_replicas() {
         apps.push(spawn_app_on(first.redis.clone(), Arc::clone(&first.files), |_| {}).await);
     }
     apps.push(first);
-    let mut codes = Vec::with_capacity(CODES);
-    for _ in 0..CODES {
-        codes.push(apps[0].issue(grant("public-app")).await);
-    }
-    let (successes, invalid_grant, other) = hammer(&apps, &codes).await;
-    assert_eq!(other, Vec::<String>::new());
-    assert_eq!(successes, CODES);
-    assert_eq!(invalid_grant, CODES * (ATTEMPTS_PER_CODE - 1));
+    assert_each_code_redeems_once(&apps).await;
     let mut replays = 0.0;
     for app in &apps {
         replays += app.metric("code_replays_total").await;
@@ -93,16 +114,7 @@ async fn each_code_redeems_exactly_once_across_three_replicas() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_code_redeems_exactly_once_on_the_embedded_store() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let app = spawn_app(Backend::Embedded).await;
-    let mut codes = Vec::with_capacity(CODES);
-    for _ in 0..CODES {
-        codes.push(app.issue(grant("public-app")).await);
-    }
-    let apps = [app];
-    let (successes, invalid_grant, other) = hammer(&apps, &codes).await;
-    assert_eq!(other, Vec::<String>::new());
-    assert_eq!(successes, CODES);
-    assert_eq!(invalid_grant, CODES * (ATTEMPTS_PER_CODE - 1));
+    assert_each_code_redeems_once(&[spawn_app(Backend::Embedded).await]).await;
 }
 
 /// The same property on a three-master Redis Cluster, three app instances.
@@ -110,19 +122,7 @@ async fn each_code_redeems_exactly_once_on_the_embedded_store() {
 async fn each_code_redeems_exactly_once_on_a_cluster() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let cluster = RedisCluster::start();
-    let files = Arc::new(AppFiles::new());
-    let mut apps = vec![];
-    for _ in 0..3 {
-        apps.push(spawn_app_on(None, Arc::clone(&files), cluster.tweak()).await);
-    }
-    let mut codes = Vec::with_capacity(CODES);
-    for _ in 0..CODES {
-        codes.push(apps[0].issue(grant("public-app")).await);
-    }
-    let (successes, invalid_grant, other) = hammer(&apps, &codes).await;
-    assert_eq!(other, Vec::<String>::new());
-    assert_eq!(successes, CODES);
-    assert_eq!(invalid_grant, CODES * (ATTEMPTS_PER_CODE - 1));
+    assert_each_code_redeems_once(&three_apps(|| cluster.tweak()).await).await;
 }
 
 /// The same property through Redis Sentinel, three app instances.
@@ -130,17 +130,5 @@ async fn each_code_redeems_exactly_once_on_a_cluster() {
 async fn each_code_redeems_exactly_once_through_sentinel() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let group = RedisSentinelGroup::start();
-    let files = Arc::new(AppFiles::new());
-    let mut apps = vec![];
-    for _ in 0..3 {
-        apps.push(spawn_app_on(None, Arc::clone(&files), group.tweak()).await);
-    }
-    let mut codes = Vec::with_capacity(CODES);
-    for _ in 0..CODES {
-        codes.push(apps[0].issue(grant("public-app")).await);
-    }
-    let (successes, invalid_grant, other) = hammer(&apps, &codes).await;
-    assert_eq!(other, Vec::<String>::new());
-    assert_eq!(successes, CODES);
-    assert_eq!(invalid_grant, CODES * (ATTEMPTS_PER_CODE - 1));
+    assert_each_code_redeems_once(&three_apps(|| group.tweak()).await).await;
 }
