@@ -153,6 +153,7 @@ fn redis_bench(server: &RedisServer) -> Bench {
         // Generous, unlike the service's 250 ms: on a shared machine a
         // stall must slow the bench down, not abort it.
         command_timeout: Duration::from_secs(5),
+        replica_acks: 0,
     };
     let store = runtime
         .block_on(RedisStore::connect(&settings))

@@ -45,6 +45,8 @@ pub enum StoreSettings {
         keys: KeySpace,
         connect_timeout: Duration,
         command_timeout: Duration,
+        /// `TOKEN_ENDPOINT_REDIS_REPLICA_ACKS`; see [`crate::store::RedisSettings`].
+        replica_acks: u32,
     },
 }
 
@@ -153,10 +155,23 @@ impl Settings {
                 }
                 StoreSettings::Redis {
                     url: url.into(),
-                    topology,
                     keys: KeySpace::new(prefix),
                     connect_timeout: millis("TOKEN_ENDPOINT_REDIS_CONNECT_TIMEOUT_MS", 1000)?,
                     command_timeout: millis("TOKEN_ENDPOINT_REDIS_COMMAND_TIMEOUT_MS", 250)?,
+                    // Behind Sentinel there are replicas to fail over to by
+                    // definition, so a take waits for one by default; a
+                    // standalone server or a Cluster may have none.
+                    replica_acks: match get("TOKEN_ENDPOINT_REDIS_REPLICA_ACKS") {
+                        None if matches!(topology, RedisTopology::Sentinel { .. }) => 1,
+                        None => 0,
+                        Some(v) => v.parse::<u32>().ok().filter(|n| *n <= 16).ok_or_else(|| {
+                            ConfigError::new(
+                                "TOKEN_ENDPOINT_REDIS_REPLICA_ACKS",
+                                format!("{v:?} is not a number of replicas from 0 to 16"),
+                            )
+                        })?,
+                    },
+                    topology,
                 }
             }
         };
@@ -378,6 +393,26 @@ mod tests {
                 ..
             } if master == "tokens"
         ));
+        // A take waits for a replica behind Sentinel, unless told otherwise.
+        let acks = |s: Settings| match s.store {
+            StoreSettings::Redis { replica_acks, .. } => replica_acks,
+            StoreSettings::Embedded => unreachable!(),
+        };
+        assert_eq!(acks(sentinel), 1);
+        assert_eq!(acks(cluster), 0);
+        let told = with(&[
+            nodes,
+            ("TOKEN_ENDPOINT_REDIS_MODE", "cluster"),
+            ("TOKEN_ENDPOINT_REDIS_REPLICA_ACKS", "2"),
+        ]);
+        assert_eq!(acks(told.unwrap()), 2);
+        let err = with(&[
+            nodes,
+            ("TOKEN_ENDPOINT_REDIS_MODE", "sentinel"),
+            ("TOKEN_ENDPOINT_REDIS_REPLICA_ACKS", "one"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.setting, "TOKEN_ENDPOINT_REDIS_REPLICA_ACKS");
         let err = with(&[
             ("TOKEN_ENDPOINT_REDIS_URL", "redis://a:7000,http://b"),
             ("TOKEN_ENDPOINT_REDIS_MODE", "cluster"),

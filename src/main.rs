@@ -188,6 +188,7 @@ async fn issue_code(args: IssueCode) -> Result<(), String> {
                     keys: KeySpace::new(args.key_prefix.clone()),
                     connect_timeout: Duration::from_secs(2),
                     command_timeout: Duration::from_secs(2),
+                    replica_acks: 0,
                 })
                 .await
                 .map_err(|e| format!("TOKEN_ENDPOINT_REDIS_URL: {e}"))?,

@@ -206,6 +206,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, ConfigError> {
             keys,
             connect_timeout,
             command_timeout,
+            replica_acks,
         } => {
             let redis = RedisStore::connect(&RedisSettings {
                 url: url.clone(),
@@ -213,6 +214,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, ConfigError> {
                 keys: keys.clone(),
                 connect_timeout: *connect_timeout,
                 command_timeout: *command_timeout,
+                replica_acks: *replica_acks,
             })
             .await
             .map_err(|e| {

@@ -12,7 +12,7 @@ use redis::sentinel::{SentinelClient, SentinelServerType};
 use redis::{AsyncCommands, RedisFuture, Script, SetExpiry, SetOptions, Value};
 
 use super::{GrantMarker, KeySpace, StoreError, TakeOutcome, TakeRequest};
-use crate::record::{check, BadRecord, CodeRecord, Mismatch};
+use crate::record::{check, BadRecord, CodeRecord, Mismatch, Presented};
 
 static TAKE_CODE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("take_code.lua")));
 
@@ -45,6 +45,10 @@ pub struct RedisSettings {
     pub connect_timeout: Duration,
     /// Bound on one command, start to answer. Past it the request gets a 503.
     pub command_timeout: Duration,
+    /// Replicas that must hold a take before tokens are issued (`WAIT`):
+    /// a failover then cannot promote a replica on which the code is still
+    /// unredeemed. 0 skips the wait.
+    pub replica_acks: u32,
 }
 
 /// Codes in Redis, through a multiplexed connection that reconnects by
@@ -61,6 +65,7 @@ pub struct RedisStore {
     keys: KeySpace,
     connect_timeout: Duration,
     command_timeout: Duration,
+    replica_acks: u32,
 }
 
 impl RedisStore {
@@ -110,6 +115,7 @@ impl RedisStore {
             keys: settings.keys.clone(),
             connect_timeout: settings.connect_timeout,
             command_timeout: settings.command_timeout,
+            replica_acks: settings.replica_acks,
         };
         store.conn().await?;
         Ok(store)
@@ -125,6 +131,7 @@ impl RedisStore {
             keys: self.keys.clone(),
             connect_timeout: self.connect_timeout,
             command_timeout: self.command_timeout,
+            replica_acks: self.replica_acks,
         }
     }
 
@@ -201,22 +208,10 @@ impl RedisStore {
         let word = parts.next().unwrap_or_default();
         let payload = parts.next();
         Ok(match (word.as_slice(), payload) {
-            (b"taken", Some(raw)) => match CodeRecord::parse(&raw) {
-                Err(bad) => TakeOutcome::BadRecord(bad),
-                Ok(record) => match check(&record, presented) {
-                    Ok(()) => TakeOutcome::Taken(Box::new(record)),
-                    // The script and record::check disagree: a defect. The
-                    // code is consumed; refuse rather than issue tokens on a
-                    // check this process did not pass.
-                    Err(mismatch) => {
-                        tracing::error!(
-                            ?mismatch,
-                            "take_code.lua accepted a redemption that record::check refuses"
-                        );
-                        TakeOutcome::Mismatch(mismatch)
-                    }
-                },
-            },
+            (b"taken", Some(raw)) => {
+                self.replicated(&mut conn, request.code).await?;
+                Self::checked(&raw, presented)
+            }
             (b"replay", Some(raw)) => {
                 match std::str::from_utf8(&raw).ok().and_then(GrantMarker::decode) {
                     Some(marker) => TakeOutcome::Replayed(marker),
@@ -241,6 +236,67 @@ impl RedisStore {
                 }
             },
         })
+    }
+
+    /// Wait until `replica_acks` replicas hold this connection's writes, the
+    /// take among them (`WAIT`, on the node that ran it). Short of that the
+    /// take is not durable: a failover could promote a replica where the
+    /// code is still unredeemed, and a second redemption there would get
+    /// tokens too. So no tokens: the request gets a 503, and the code,
+    /// consumed on this master, is either gone for good (no failover) or
+    /// redeemable once on the new master. Behind Sentinel a shortfall is
+    /// also the first sign of a failover (a promoted replica stops acking
+    /// its old master long before the sentinels demote it): the connection
+    /// is dropped so the next command asks the sentinels for the master.
+    async fn replicated(&self, conn: &mut Conn, code: &str) -> Result<(), StoreError> {
+        if self.replica_acks == 0 {
+            return Ok(());
+        }
+        let wait_ms = (self.command_timeout / 2).as_millis().max(1) as u64;
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(self.replica_acks).arg(wait_ms);
+        let acked: i64 = match conn {
+            Conn::Single(c) => self.bounded(wait.query_async(c)).await?,
+            Conn::Cluster(c) => {
+                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+                let node = Route::with_key(self.keys.code(code), SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(node));
+                let value = self.bounded(c.route_command(wait, routing)).await?;
+                redis::from_redis_value(value).map_err(|e| {
+                    StoreError::Unavailable(format!("WAIT answered something unexpected: {e}"))
+                })?
+            }
+        };
+        if acked >= i64::from(self.replica_acks) {
+            return Ok(());
+        }
+        if matches!(self.client, Client::Sentinel(..)) {
+            self.conn.store(None);
+        }
+        Err(StoreError::Unavailable(format!(
+            "the take reached {acked} of {} replicas within {wait_ms} ms; no tokens issued",
+            self.replica_acks
+        )))
+    }
+
+    /// The record as taken, checked again here.
+    fn checked(raw: &[u8], presented: &Presented<'_>) -> TakeOutcome {
+        match CodeRecord::parse(raw) {
+            Err(bad) => TakeOutcome::BadRecord(bad),
+            Ok(record) => match check(&record, presented) {
+                Ok(()) => TakeOutcome::Taken(Box::new(record)),
+                // The script and record::check disagree: a defect. The code
+                // is consumed; refuse rather than issue tokens on a check
+                // this process did not pass.
+                Err(mismatch) => {
+                    tracing::error!(
+                        ?mismatch,
+                        "take_code.lua accepted a redemption that record::check refuses"
+                    );
+                    TakeOutcome::Mismatch(mismatch)
+                }
+            },
+        }
     }
 
     pub(super) async fn revoke_grant(
