@@ -126,14 +126,19 @@ impl RedisServer {
 
     /// `INFO replication` says `role:slave`.
     pub fn is_replica(&self) -> bool {
-        self.client()
-            .get_connection()
-            .and_then(|mut conn| {
-                redis::cmd("INFO")
-                    .arg("replication")
-                    .query::<String>(&mut conn)
-            })
-            .is_ok_and(|info| info.contains("role:slave"))
+        self.info("replication")
+            .is_some_and(|info| info.contains("role:slave"))
+    }
+
+    /// A replica whose link to its master is up (first sync done).
+    pub fn is_in_sync(&self) -> bool {
+        self.info("replication")
+            .is_some_and(|info| info.contains("master_link_status:up"))
+    }
+
+    fn info(&self, section: &str) -> Option<String> {
+        let mut conn = self.client().get_connection().ok()?;
+        redis::cmd("INFO").arg(section).query(&mut conn).ok()
     }
 
     /// Kill the server (SIGKILL): the outage tests use this.
@@ -215,9 +220,14 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A cluster whose nodes also take `extra` arguments.
+    pub fn start_with(extra: &[&str]) -> Self {
         let nodes: Vec<RedisServer> = (0..3)
             .map(|_| {
-                RedisServer::start_with(vec![
+                let mut args: Vec<String> = vec![
                     "--cluster-enabled".into(),
                     "yes".into(),
                     // The bus port defaults to port + 10000, which may not
@@ -226,7 +236,9 @@ impl RedisCluster {
                     free_port().to_string(),
                     "--cluster-config-file".into(),
                     "nodes.conf".into(),
-                ])
+                ];
+                args.extend(extra.iter().map(|a| a.to_string()));
+                RedisServer::start_with(args)
             })
             .collect();
         let addresses: Vec<String> = nodes
@@ -289,6 +301,7 @@ impl RedisCluster {
                 keys: KeySpace::default(),
                 connect_timeout: Duration::from_millis(1000),
                 command_timeout: Duration::from_millis(1000),
+                replica_acks: 0,
             }
         }
     }
@@ -307,12 +320,27 @@ pub const SENTINEL_MASTER: &str = "mymaster";
 
 impl RedisSentinelGroup {
     pub fn start() -> Self {
-        let master = RedisServer::start();
-        let replica = RedisServer::start_with(vec![
+        // As the README asks of a Sentinel deployment: a master with no
+        // replica refuses writes, so a take that could not be replicated
+        // never consumes its code. And sync a new replica at once, not
+        // after the default 5 s wait for more replicas.
+        let settings = [
+            "--min-replicas-to-write",
+            "1",
+            "--min-replicas-max-lag",
+            "10",
+            "--repl-diskless-sync-delay",
+            "0",
+        ]
+        .map(String::from);
+        let master = RedisServer::start_with(settings.to_vec());
+        let mut replica_settings = settings.to_vec();
+        replica_settings.extend([
             "--replicaof".into(),
             "127.0.0.1".into(),
             master.port.to_string(),
         ]);
+        let replica = RedisServer::start_with(replica_settings);
         let dir = tempfile::tempdir().expect("temp dir");
         let sentinels = (0..3)
             .map(|i| {
@@ -348,9 +376,11 @@ impl RedisSentinelGroup {
             _dir: dir,
         };
         // Failover needs sentinels that know the replica, which they learn
-        // from the master's INFO (every 10 s at first).
+        // from the master's INFO (every 10 s at first), and a replica that
+        // holds the data: one still waiting for its first sync would be
+        // promoted empty, and every code with it.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !group.sentinels_know_the_replica() {
+        while !group.sentinels_know_the_replica() || !group.replica.is_in_sync() {
             assert!(
                 Instant::now() < deadline,
                 "the sentinels did not discover the replica"
@@ -418,6 +448,8 @@ impl RedisSentinelGroup {
                 keys: KeySpace::default(),
                 connect_timeout: Duration::from_millis(1000),
                 command_timeout: Duration::from_millis(1000),
+                // The production default behind Sentinel.
+                replica_acks: 1,
             }
         }
     }
@@ -517,6 +549,7 @@ pub fn settings(files: &AppFiles, redis: Option<&RedisServer>) -> Settings {
                 keys: KeySpace::default(),
                 connect_timeout: Duration::from_millis(500),
                 command_timeout: Duration::from_millis(250),
+                replica_acks: 0,
             },
         },
         clients_file: Some(files.registry.clone()),

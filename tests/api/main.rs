@@ -8,6 +8,7 @@ mod cli;
 mod cluster;
 mod concurrency;
 mod errors;
+mod faults;
 mod interop;
 mod keys;
 mod ops;
