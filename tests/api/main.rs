@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod balancer;
 mod cli;
 mod cluster;
 mod concurrency;
