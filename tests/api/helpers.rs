@@ -130,10 +130,24 @@ impl RedisServer {
             .is_some_and(|info| info.contains("role:slave"))
     }
 
-    /// A replica whose link to its master is up (first sync done).
-    pub fn is_in_sync(&self) -> bool {
-        self.info("replication")
-            .is_some_and(|info| info.contains("master_link_status:up"))
+    /// A write to this master reaches a replica within 100 ms (`WAIT`).
+    /// "Link up" on the replica is not enough: after a diskless sync the
+    /// master holds the stream back until the replica's first
+    /// acknowledgement, up to a second later.
+    pub fn replicates_writes(&self) -> bool {
+        let Ok(mut conn) = self.client().get_connection() else {
+            return false;
+        };
+        redis::pipe()
+            .cmd("SET")
+            .arg("replication-probe")
+            .arg(1)
+            .ignore()
+            .cmd("WAIT")
+            .arg(1)
+            .arg(100)
+            .query::<(i64,)>(&mut conn)
+            .is_ok_and(|(acked,)| acked >= 1)
     }
 
     fn info(&self, section: &str) -> Option<String> {
@@ -380,7 +394,7 @@ impl RedisSentinelGroup {
         // holds the data: one still waiting for its first sync would be
         // promoted empty, and every code with it.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !group.sentinels_know_the_replica() || !group.replica.is_in_sync() {
+        while !group.sentinels_know_the_replica() || !group.master.replicates_writes() {
             assert!(
                 Instant::now() < deadline,
                 "the sentinels did not discover the replica"
