@@ -162,6 +162,12 @@ impl Metrics {
         }
     }
 
+    /// Export the Redis connection gauges too (once).
+    pub fn watch_connections(&self, connections: &crate::store::ConnectionMetrics) {
+        register(&self.registry, connections.open.clone());
+        register(&self.registry, connections.opened.clone());
+    }
+
     pub fn record(&self, reason: Reason) {
         if let Some(counter) = self.requests.get(reason as usize) {
             counter.inc();
@@ -195,5 +201,9 @@ mod tests {
         assert!(text.contains("token_endpoint_signing_key_created_timestamp_seconds"));
         #[cfg(target_os = "linux")]
         assert!(text.contains("process_resident_memory_bytes"), "{text}");
+        m.watch_connections(&crate::store::ConnectionMetrics::new());
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.contains("redis_connections 0"), "{text}");
+        assert!(text.contains("redis_connections_opened_total 0"), "{text}");
     }
 }

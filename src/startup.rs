@@ -229,6 +229,9 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, ConfigError> {
 
     let access_key = minter.access_token_key();
     let metrics = Metrics::new(store.kind(), access_key.kid(), alg_name(access_key.alg()));
+    if let Some(connections) = store.connection_metrics() {
+        metrics.watch_connections(connections);
+    }
     // The first configured key signs access tokens; an ephemeral one was
     // made just now, which is the gauge's default.
     if let Some(made) = settings

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 pub use self::keys::KeySpace;
 pub use self::memory::MemoryStore;
-pub use self::redis::{RedisSettings, RedisStore, RedisTopology};
+pub use self::redis::{ConnectionMetrics, RedisSettings, RedisStore, RedisTopology};
 
 use crate::record::{BadRecord, CodeRecord, Mismatch, Presented};
 
@@ -155,6 +155,14 @@ impl CodeStore {
         match self {
             Self::Memory(store) => Self::Memory(store.clone()),
             Self::Redis(store) => Self::Redis(Box::new(store.for_worker())),
+        }
+    }
+
+    /// Redis connection gauges; none for the embedded store.
+    pub fn connection_metrics(&self) -> Option<&ConnectionMetrics> {
+        match self {
+            Self::Memory(_) => None,
+            Self::Redis(redis) => Some(redis.connection_metrics()),
         }
     }
 

@@ -51,6 +51,44 @@ pub struct RedisSettings {
     pub replica_acks: u32,
 }
 
+/// How many Redis connections the workers hold. There is no pool: each
+/// worker multiplexes its requests over one connection, so nothing ever waits
+/// for a connection, and requests waiting on Redis show as
+/// `token_requests_in_flight`.
+#[derive(Clone)]
+pub struct ConnectionMetrics {
+    /// `redis_connections`: connections held now.
+    pub open: prometheus::IntGauge,
+    /// `redis_connections_opened_total`: connections opened, including
+    /// those opened again after Sentinel named a new master. The driver's
+    /// own reconnects of an open connection are not counted.
+    pub opened: prometheus::IntCounter,
+}
+
+impl ConnectionMetrics {
+    #[allow(clippy::expect_used)] // fixed, valid names; metrics_render registers them
+    pub fn new() -> Self {
+        Self {
+            open: prometheus::IntGauge::new(
+                "redis_connections",
+                "Redis connections held by the workers (one multiplexed connection each, no pool)",
+            )
+            .expect("valid"),
+            opened: prometheus::IntCounter::new(
+                "redis_connections_opened_total",
+                "Redis connections opened, including after a Sentinel failover",
+            )
+            .expect("valid"),
+        }
+    }
+}
+
+impl Default for ConnectionMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Codes in Redis, through a multiplexed connection that reconnects by
 /// itself. Each worker has its own ([`RedisStore::for_worker`]): a connection
 /// runs its I/O on the runtime that opened it, and one shared by every worker
@@ -66,6 +104,7 @@ pub struct RedisStore {
     connect_timeout: Duration,
     command_timeout: Duration,
     replica_acks: u32,
+    connections: ConnectionMetrics,
 }
 
 impl RedisStore {
@@ -116,6 +155,7 @@ impl RedisStore {
             connect_timeout: settings.connect_timeout,
             command_timeout: settings.command_timeout,
             replica_acks: settings.replica_acks,
+            connections: ConnectionMetrics::new(),
         };
         store.conn().await?;
         Ok(store)
@@ -132,6 +172,19 @@ impl RedisStore {
             connect_timeout: self.connect_timeout,
             command_timeout: self.command_timeout,
             replica_acks: self.replica_acks,
+            connections: self.connections.clone(),
+        }
+    }
+
+    /// The connection gauges, shared by every worker's store.
+    pub fn connection_metrics(&self) -> &ConnectionMetrics {
+        &self.connections
+    }
+
+    /// Forget this worker's connection: the next command opens another.
+    fn drop_connection(&self) {
+        if self.conn.swap(None).is_some() {
+            self.connections.open.dec();
         }
     }
 
@@ -152,6 +205,8 @@ impl RedisStore {
             .map_err(|_| StoreError::Timeout(bound))?
             .map_err(unavailable)?;
         self.conn.store(Some(Arc::new(conn.clone())));
+        self.connections.open.inc();
+        self.connections.opened.inc();
         Ok(conn)
     }
 
@@ -177,7 +232,7 @@ impl RedisStore {
                     || e.is_connection_refusal()
                     || e.is_io_error())
             {
-                self.conn.store(None);
+                self.drop_connection();
             }
             unavailable(e)
         })
@@ -271,7 +326,7 @@ impl RedisStore {
             return Ok(());
         }
         if matches!(self.client, Client::Sentinel(..)) {
-            self.conn.store(None);
+            self.drop_connection();
         }
         Err(StoreError::Unavailable(format!(
             "the take reached {acked} of {} replicas within {wait_ms} ms; no tokens issued",

@@ -19,6 +19,9 @@ async fn redemptions_follow_a_sentinel_failover() {
     let answer = app.post_form(&TestApp::form(&issued, "public-app")).await;
     assert_eq!(answer.status, 200, "{answer:?}");
 
+    // The start-up connection and the worker's that served the request.
+    assert_eq!(app.metric("redis_connections ").await, 2.0);
+    let opened = app.metric("redis_connections_opened_total ").await;
     let old_master = group.master_port();
     assert_eq!(old_master, group.master.port);
     group.failover();
@@ -62,4 +65,9 @@ async fn redemptions_follow_a_sentinel_failover() {
         }
     }
     assert!(unavailable <= 8, "{unavailable} requests answered 503");
+    // Each worker let go of its connection to the old master and opened
+    // one to the new; none is held twice.
+    assert!(app.metric("redis_connections_opened_total ").await > opened);
+    let held = app.metric("redis_connections ").await;
+    assert!((1.0..=3.0).contains(&held), "{held} connections held");
 }
