@@ -24,6 +24,8 @@
 #   MIX="replay=0.05,wrong_verifier=0.02,unknown=0.02"
 #   LOADGEN_ARGS=        extra arguments for every loadgen run
 #   SERVER_ENV=          extra VAR=value settings for the service
+#   REPLICA=0            1: give the private Redis a replica, to measure
+#                        SERVER_ENV=TOKEN_ENDPOINT_REDIS_REPLICA_ACKS=1 (WAIT)
 #   OUT=target/loadtest  where logs, JSON summaries and the table go
 #   SERVER_BIN=          another build of the service to measure (A/B against
 #                        an older commit: build it with its own CARGO_TARGET_DIR)
@@ -40,6 +42,7 @@ SOAK_RATE=${SOAK_RATE:-3000}
 MIX=${MIX:-"replay=0.05,wrong_verifier=0.02,unknown=0.02"}
 LOADGEN_ARGS=${LOADGEN_ARGS:-}
 SERVER_ENV=${SERVER_ENV:-}
+REPLICA=${REPLICA:-0}
 OUT=${OUT:-target/loadtest}
 STEPS=("$@")
 [ ${#STEPS[@]} -eq 0 ] && STEPS=(closed open:5000)
@@ -67,11 +70,25 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 REDIS_PORT=$(free_port)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
-    --dir "$RUN_DIR" --daemonize no >"$OUT/redis.log" 2>&1 &
+    --repl-diskless-sync-delay 0 --dir "$RUN_DIR" --daemonize no >"$OUT/redis.log" 2>&1 &
 REDIS_PID=$!
 PIDS+=("$REDIS_PID")
 for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+if [ "$REPLICA" = 1 ]; then
+    REPLICA_PORT=$(free_port)
+    mkdir -p "$RUN_DIR/replica"
+    redis-server --port "$REPLICA_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+        --replicaof 127.0.0.1 "$REDIS_PORT" --dir "$RUN_DIR/replica" --daemonize no \
+        >"$OUT/redis-replica.log" 2>&1 &
+    PIDS+=("$!")
+    # Ready when a write is acknowledged: after a diskless sync the master
+    # streams only once the replica has acknowledged, up to a second later.
+    for _ in $(seq 100); do
+        [ "$(printf 'SET replication-probe 1\r\nWAIT 1 100\r\n' | redis-cli -p "$REDIS_PORT" | tail -1)" = 1 ] && break
+        sleep 0.1
+    done
+fi
 
 "$BIN" generate-key --alg ES256 >"$RUN_DIR/es256.pem"
 KEYS="$RUN_DIR/es256.pem"
