@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use crate::abuse::AuthLimits;
 use crate::store::{KeySpace, RedisTopology};
 
 /// A setting that cannot be used.
@@ -70,6 +71,36 @@ pub struct Settings {
     pub drain_timeout: Duration,
     pub log_filter: String,
     pub log_format: LogFormat,
+    pub limits: Limits,
+}
+
+/// Bounds on what one client, or all of them, can make the service hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// A client has this long to send its request head, and again this long
+    /// to send its body (`TOKEN_ENDPOINT_CLIENT_TIMEOUT_MS`).
+    pub client_timeout: Duration,
+    /// Open connections, all workers together
+    /// (`TOKEN_ENDPOINT_MAX_CONNECTIONS`); past it, new ones wait in the
+    /// listen backlog.
+    pub max_connections: usize,
+    /// Failed client authentications allowed per client and per address.
+    pub auth: AuthLimits,
+    /// The header whose last entry is the client's address, set by a trusted
+    /// load balancer (`TOKEN_ENDPOINT_CLIENT_ADDRESS_HEADER`, e.g.
+    /// `X-Forwarded-For`); `None`: the TCP peer's address.
+    pub client_address_header: Option<String>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            client_timeout: Duration::from_secs(5),
+            max_connections: 10_000,
+            auth: AuthLimits::default(),
+            client_address_header: None,
+        }
+    }
 }
 
 impl Settings {
@@ -255,6 +286,79 @@ impl Settings {
             }
         };
 
+        let number = |name: &'static str,
+                      default: u64,
+                      range: std::ops::RangeInclusive<u64>,
+                      unit: &str|
+         -> Result<u64, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| range.contains(n))
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            name,
+                            format!(
+                                "{v:?} is not a number of {unit} from {} to {}",
+                                range.start(),
+                                range.end()
+                            ),
+                        )
+                    }),
+            }
+        };
+        let client_address_header = match get("TOKEN_ENDPOINT_CLIENT_ADDRESS_HEADER") {
+            None => None,
+            Some(name) => {
+                match actix_web::http::header::HeaderName::from_bytes(name.trim().as_bytes()) {
+                    Ok(header) => Some(header.as_str().to_owned()),
+                    Err(_) => {
+                        return Err(ConfigError::new(
+                            "TOKEN_ENDPOINT_CLIENT_ADDRESS_HEADER",
+                            format!("{name:?} is not an HTTP header name"),
+                        ))
+                    }
+                }
+            }
+        };
+        let limits = Limits {
+            client_timeout: Duration::from_millis(number(
+                "TOKEN_ENDPOINT_CLIENT_TIMEOUT_MS",
+                5000,
+                100..=60_000,
+                "milliseconds",
+            )?),
+            max_connections: number(
+                "TOKEN_ENDPOINT_MAX_CONNECTIONS",
+                10_000,
+                1..=1_000_000,
+                "connections",
+            )? as usize,
+            auth: AuthLimits {
+                per_client: number(
+                    "TOKEN_ENDPOINT_AUTH_FAILURES_PER_CLIENT",
+                    100,
+                    1..=1_000_000,
+                    "failures",
+                )? as u32,
+                per_address: number(
+                    "TOKEN_ENDPOINT_AUTH_FAILURES_PER_ADDRESS",
+                    20,
+                    1..=1_000_000,
+                    "failures",
+                )? as u32,
+                window: Duration::from_secs(number(
+                    "TOKEN_ENDPOINT_AUTH_FAILURE_WINDOW_SECS",
+                    60,
+                    1..=86_400,
+                    "seconds",
+                )?),
+            },
+            client_address_header,
+        };
+
         Ok(Self {
             bind,
             workers,
@@ -269,6 +373,7 @@ impl Settings {
             drain_timeout,
             log_filter,
             log_format,
+            limits,
         })
     }
 }
@@ -351,6 +456,39 @@ mod tests {
             ("TOKEN_ENDPOINT_LOG_FORMAT", "xml"),
         ] {
             assert_eq!(settings(&[(name, value)]).unwrap_err().setting, name);
+        }
+    }
+
+    #[test]
+    fn limits_have_defaults_and_bad_values_name_their_setting() {
+        let limits = settings(&[]).unwrap().limits;
+        assert_eq!(limits, Limits::default());
+        assert_eq!(limits.auth.per_address, 20);
+        assert_eq!(limits.auth.per_client, 100);
+        let set = settings(&[
+            ("TOKEN_ENDPOINT_CLIENT_TIMEOUT_MS", "1500"),
+            ("TOKEN_ENDPOINT_MAX_CONNECTIONS", "64"),
+            ("TOKEN_ENDPOINT_AUTH_FAILURES_PER_ADDRESS", "5"),
+            ("TOKEN_ENDPOINT_AUTH_FAILURE_WINDOW_SECS", "300"),
+            ("TOKEN_ENDPOINT_CLIENT_ADDRESS_HEADER", "X-Forwarded-For"),
+        ])
+        .unwrap()
+        .limits;
+        assert_eq!(set.client_timeout, Duration::from_millis(1500));
+        assert_eq!(set.max_connections, 64);
+        assert_eq!(set.auth.per_address, 5);
+        assert_eq!(set.auth.window, Duration::from_secs(300));
+        assert_eq!(set.client_address_header.as_deref(), Some("x-forwarded-for"));
+        for (name, value) in [
+            ("TOKEN_ENDPOINT_CLIENT_TIMEOUT_MS", "0"),
+            ("TOKEN_ENDPOINT_MAX_CONNECTIONS", "many"),
+            ("TOKEN_ENDPOINT_AUTH_FAILURES_PER_CLIENT", "0"),
+            ("TOKEN_ENDPOINT_AUTH_FAILURES_PER_ADDRESS", "-1"),
+            ("TOKEN_ENDPOINT_AUTH_FAILURE_WINDOW_SECS", "100000"),
+            ("TOKEN_ENDPOINT_CLIENT_ADDRESS_HEADER", "bad header"),
+        ] {
+            let err = settings(&[(name, value)]).unwrap_err();
+            assert_eq!(err.setting, name, "{value}");
         }
     }
 

@@ -11,10 +11,14 @@ pub enum Reason {
     Issued,
     MalformedRequest,
     BodyTooLarge,
+    /// The body did not arrive within the client timeout.
+    SlowBody,
     UnsupportedGrantType,
     MalformedVerifier,
     UnknownClient,
     AuthFailed,
+    /// Too many failed authentications of this client or from this address.
+    AuthRateLimited,
     UnknownCode,
     Replay,
     ClientMismatch,
@@ -27,14 +31,16 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 18] = [
         Self::Issued,
         Self::MalformedRequest,
         Self::BodyTooLarge,
+        Self::SlowBody,
         Self::UnsupportedGrantType,
         Self::MalformedVerifier,
         Self::UnknownClient,
         Self::AuthFailed,
+        Self::AuthRateLimited,
         Self::UnknownCode,
         Self::Replay,
         Self::ClientMismatch,
@@ -51,10 +57,12 @@ impl Reason {
             Self::Issued => "issued",
             Self::MalformedRequest => "malformed_request",
             Self::BodyTooLarge => "body_too_large",
+            Self::SlowBody => "slow_body",
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::MalformedVerifier => "malformed_verifier",
             Self::UnknownClient => "unknown_client",
             Self::AuthFailed => "auth_failed",
+            Self::AuthRateLimited => "auth_rate_limited",
             Self::UnknownCode => "unknown_code",
             Self::Replay => "replay",
             Self::ClientMismatch => "client_mismatch",
@@ -71,11 +79,12 @@ impl Reason {
     pub fn outcome(self) -> &'static str {
         match self {
             Self::Issued => "success",
-            Self::MalformedRequest | Self::BodyTooLarge | Self::MalformedVerifier => {
-                "invalid_request"
-            }
+            Self::MalformedRequest
+            | Self::BodyTooLarge
+            | Self::SlowBody
+            | Self::MalformedVerifier => "invalid_request",
             Self::UnsupportedGrantType => "unsupported_grant_type",
-            Self::UnknownClient | Self::AuthFailed => "invalid_client",
+            Self::UnknownClient | Self::AuthFailed | Self::AuthRateLimited => "invalid_client",
             Self::UnknownCode
             | Self::Replay
             | Self::ClientMismatch
@@ -121,6 +130,11 @@ pub enum TokenError {
     /// RFC 6749 §5.2 `unsupported_grant_type`: "The authorization grant type
     /// is not supported by the authorization server."
     UnsupportedGrantType { description: Cow<'static, str> },
+    /// Too many failed client authentications for this client or from this
+    /// address in the current window: 429 with `Retry-After`, `error`
+    /// `invalid_client` (the client cannot authenticate now; RFC 6749 has no
+    /// code of its own for this). The request was not evaluated.
+    AuthRateLimited { retry_after: std::time::Duration },
     /// The code store did not answer in time: 503 with `Retry-After`. Not an
     /// RFC 6749 code; the body uses `temporarily_unavailable` (RFC 6749
     /// §4.1.2.1's code for the same condition at the authorization endpoint).
@@ -151,6 +165,7 @@ impl TokenError {
             | Self::InvalidClient { reason, .. }
             | Self::InvalidGrant { reason, .. } => *reason,
             Self::UnsupportedGrantType { .. } => Reason::UnsupportedGrantType,
+            Self::AuthRateLimited { .. } => Reason::AuthRateLimited,
             Self::Unavailable => Reason::StoreUnavailable,
             Self::ServerError => Reason::Internal,
         }
@@ -160,7 +175,7 @@ impl TokenError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidRequest { .. } => "invalid_request",
-            Self::InvalidClient { .. } => "invalid_client",
+            Self::InvalidClient { .. } | Self::AuthRateLimited { .. } => "invalid_client",
             Self::InvalidGrant { .. } => "invalid_grant",
             Self::UnsupportedGrantType { .. } => "unsupported_grant_type",
             Self::Unavailable => "temporarily_unavailable",
@@ -175,6 +190,9 @@ impl TokenError {
             | Self::InvalidClient { description, .. }
             | Self::InvalidGrant { description, .. }
             | Self::UnsupportedGrantType { description } => description,
+            Self::AuthRateLimited { .. } => {
+                "too many failed client authentications for this client or from this address; retry after the time in Retry-After"
+            }
             Self::Unavailable => "the authorization code store is not answering; retry shortly",
             Self::ServerError => {
                 "the server could not issue tokens; this is a defect, and it has been logged"

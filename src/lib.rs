@@ -9,6 +9,7 @@
 //! - [`request`]: raw form and `Authorization` header to a validated [`request::TokenRequest`].
 //! - [`redeem`]: authenticate the client, take the code, mint the tokens.
 //! - [`clients`]: the client registry and client authentication.
+//! - [`abuse`]: limits on failed client authentication, per client and per address.
 //! - [`store`]: the code store (Redis, or the embedded map): atomic, exactly-once take.
 //! - [`record`]: the code record of the frontend contract and the checks made against it.
 //! - [`pkce`]: RFC 7636 verifier syntax and S256/plain verification.
@@ -30,6 +31,7 @@
     allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+pub mod abuse;
 pub mod clients;
 pub mod config;
 pub mod error;

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
+use actix_web::http::header::HeaderName;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use serde_json::json;
 
+use crate::abuse::AuthFailureLimiter;
 use crate::clients::ClientRegistry;
 use crate::config::{ConfigError, Settings, StoreSettings};
 use crate::http::{request_id, routes, AppState};
@@ -71,6 +73,14 @@ impl Application {
                 .configure(|cfg| routes(cfg, dev_codes))
         })
         .workers(settings.workers)
+        // The connection cap is per worker in actix.
+        .max_connections(
+            settings
+                .limits
+                .max_connections
+                .div_ceil(settings.workers.max(1)),
+        )
+        .client_request_timeout(settings.limits.client_timeout)
         // Signals are ours (`run_until_stopped`): readiness must turn false
         // before the listener closes, which actix's own handling does not do.
         .disable_signals()
@@ -276,5 +286,12 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, ConfigError> {
         jwks,
         discovery,
         draining: Arc::new(AtomicBool::new(false)),
+        client_timeout: settings.limits.client_timeout,
+        auth_limiter: Arc::new(AuthFailureLimiter::new(settings.limits.auth)),
+        client_address_header: settings
+            .limits
+            .client_address_header
+            .as_deref()
+            .and_then(|name| HeaderName::from_bytes(name.as_bytes()).ok()),
     })
 }

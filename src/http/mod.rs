@@ -10,11 +10,14 @@ mod wellknown;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
+use actix_web::http::header::HeaderName;
 use actix_web::web;
 
 pub use self::request_id::{request_id, X_REQUEST_ID};
 pub use self::response::error_response;
+use crate::abuse::AuthFailureLimiter;
 use crate::redeem::Redeemer;
 
 /// What a worker serves from. Built once at start-up; each worker gets its
@@ -29,6 +32,12 @@ pub struct AppState {
     pub discovery: web::Bytes,
     /// Set when shutdown begins: `/readyz` answers 503 from then on.
     pub draining: Arc<AtomicBool>,
+    /// How long a client may take to send its body.
+    pub client_timeout: Duration,
+    /// Shared by the workers.
+    pub auth_limiter: Arc<AuthFailureLimiter>,
+    /// See [`crate::config::Limits::client_address_header`].
+    pub client_address_header: Option<HeaderName>,
 }
 
 impl AppState {
@@ -39,6 +48,9 @@ impl AppState {
             jwks: self.jwks.clone(),
             discovery: self.discovery.clone(),
             draining: self.draining.clone(),
+            client_timeout: self.client_timeout,
+            auth_limiter: self.auth_limiter.clone(),
+            client_address_header: self.client_address_header.clone(),
         }
     }
 }

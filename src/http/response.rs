@@ -33,8 +33,9 @@ struct ErrorBody<'a> {
 
 /// RFC 6749 §5.2: 400 with a JSON body, except `invalid_client` (401, with
 /// `WWW-Authenticate` when the client used the Authorization header), a
-/// body over the limit (413), an unavailable store (503 + `Retry-After`)
-/// and a defect (500).
+/// body over the limit (413), a body too slow to arrive (408), too many
+/// failed client authentications (429 + `Retry-After`), an unavailable store
+/// (503 + `Retry-After`) and a defect (500).
 pub fn error_response(error: &TokenError) -> HttpResponse {
     let status = match error {
         TokenError::InvalidClient { .. } => StatusCode::UNAUTHORIZED,
@@ -42,6 +43,11 @@ pub fn error_response(error: &TokenError) -> HttpResponse {
             reason: Reason::BodyTooLarge,
             ..
         } => StatusCode::PAYLOAD_TOO_LARGE,
+        TokenError::InvalidRequest {
+            reason: Reason::SlowBody,
+            ..
+        } => StatusCode::REQUEST_TIMEOUT,
+        TokenError::AuthRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         TokenError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         TokenError::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
@@ -63,6 +69,11 @@ pub fn error_response(error: &TokenError) -> HttpResponse {
         }
         TokenError::Unavailable => {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+        }
+        TokenError::AuthRateLimited { retry_after } => {
+            // Whole seconds, rounded up: never "retry now" while still limited.
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response.insert_header((header::RETRY_AFTER, secs.max(1)));
         }
         _ => {}
     }

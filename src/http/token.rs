@@ -1,6 +1,7 @@
 //! `POST /oauth/token` (RFC 6749 §3.2, §4.1.3).
 
-use std::time::Instant;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use actix_web::http::header;
 use actix_web::web::{self, BytesMut};
@@ -24,14 +25,46 @@ pub async fn token(
     let _in_flight = InFlight::enter(&metrics.in_flight);
     let result = async {
         check_content_type(&request)?;
-        let body = read_body(&request, payload, state.max_body_bytes).await?;
+        let body = read_body(
+            &request,
+            payload,
+            state.max_body_bytes,
+            state.client_timeout,
+        )
+        .await?;
         let form = TokenForm::parse(&body)?;
         let authorization = request
             .headers()
             .get(header::AUTHORIZATION)
             .map(|v| v.as_bytes());
         let token_request = TokenRequest::from_form(form, authorization)?;
-        state.redeemer.redeem(token_request).await
+        // Failed authentications are limited per registered client and per
+        // source address, before the secret is even looked at: a limited
+        // guesser learns nothing, right or wrong.
+        let address = client_address(&request, state.client_address_header.as_ref());
+        let client = state
+            .redeemer
+            .clients
+            .get(&token_request.credentials.client_id)
+            .cloned();
+        let client_id = client.as_ref().map(|c| c.client_id.as_str());
+        if let Err(retry_after) = state.auth_limiter.check(client_id, address, Instant::now()) {
+            tracing::warn!(
+                security_event = "client_authentication_rate_limited",
+                client_id = client_id.unwrap_or("<unregistered>"),
+                source = ?address,
+                retry_after_secs = retry_after.as_secs(),
+                "too many failed client authentications; request refused unread"
+            );
+            return Err(TokenError::AuthRateLimited { retry_after });
+        }
+        let result = state.redeemer.redeem(token_request).await;
+        if let Err(TokenError::InvalidClient { .. }) = &result {
+            state
+                .auth_limiter
+                .record_failure(client_id, address, Instant::now());
+        }
+        result
     }
     .await;
     let response = match &result {
@@ -104,9 +137,42 @@ fn too_large(limit: usize) -> TokenError {
     }
 }
 
-/// Read the whole body, refusing anything past `limit` as soon as it is
-/// announced or seen.
+/// The client's address: the last entry of the last `header` line when a
+/// trusted load balancer sets it (what that balancer appended: entries
+/// before it, and earlier lines, came from the client and prove nothing),
+/// else the TCP peer.
+fn client_address(request: &HttpRequest, header: Option<&header::HeaderName>) -> Option<IpAddr> {
+    let forwarded = header
+        .and_then(|name| request.headers().get_all(name).last())
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').map(str::trim).find(|s| !s.is_empty()))
+        .and_then(|last| last.parse::<IpAddr>().ok());
+    forwarded.or_else(|| request.peer_addr().map(|a| a.ip()))
+}
+
+/// Read the whole body within `timeout`, refusing anything past `limit` as
+/// soon as it is announced or seen.
 async fn read_body(
+    request: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+    timeout: Duration,
+) -> Result<BytesMut, TokenError> {
+    tokio::time::timeout(timeout, read_body_unbounded(request, payload, limit))
+        .await
+        .unwrap_or_else(|_| {
+            Err(TokenError::InvalidRequest {
+                description: format!(
+                    "the request body did not arrive within {} ms",
+                    timeout.as_millis()
+                )
+                .into(),
+                reason: Reason::SlowBody,
+            })
+        })
+}
+
+async fn read_body_unbounded(
     request: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,

@@ -12,7 +12,7 @@ use actix_web::web;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::Value;
-use token_endpoint::config::{LogFormat, Settings, StoreSettings};
+use token_endpoint::config::{Limits, LogFormat, Settings, StoreSettings};
 use token_endpoint::frontend::{self, Grant, IssuedCode};
 use token_endpoint::http::AppState;
 use token_endpoint::startup::{build_state, Application};
@@ -574,6 +574,7 @@ pub fn settings(files: &AppFiles, redis: Option<&RedisServer>) -> Settings {
         drain_timeout: Duration::from_secs(5),
         log_filter: "info".into(),
         log_format: LogFormat::Text,
+        limits: Limits::default(),
     }
 }
 

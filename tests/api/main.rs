@@ -12,6 +12,7 @@ mod errors;
 mod faults;
 mod interop;
 mod keys;
+mod limits;
 mod ops;
 mod redeem;
 mod replay;
