@@ -174,6 +174,9 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, ConfigError> {
         );
         vec![SigningKey::ephemeral()]
     } else {
+        for path in &settings.signing_keys {
+            warn_if_exposed(path);
+        }
         settings
             .signing_keys
             .iter()
@@ -294,4 +297,27 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, ConfigError> {
             .as_deref()
             .and_then(|name| HeaderName::from_bytes(name.as_bytes()).ok()),
     })
+}
+
+/// Warn when a private key file is open to others: any permission for
+/// "other", or write for the group. Group read is accepted: it is how
+/// Kubernetes gives a non-root container a Secret (`defaultMode: 0440` with
+/// `fsGroup`). A warning, not a refusal: the key may be readable on purpose
+/// (a sidecar), and refusing would take the service down on a `chmod`.
+pub fn warn_if_exposed(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(metadata) = std::fs::metadata(path) else {
+            return; // loading the key reports a missing file
+        };
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o027 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                mode = %format!("{mode:o}"),
+                "private key file is readable or writable by others: chmod 600 (or 440 for a group that needs it)"
+            );
+        }
+    }
 }

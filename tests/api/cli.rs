@@ -387,3 +387,60 @@ fn security_events_carry_the_request_id() {
         events[0]
     );
 }
+
+/// A signing key readable by others is warned about at start-up, naming the
+/// file and its mode; the same key at 0600 (or 0440, Kubernetes' way for a
+/// non-root container) is not.
+#[cfg(unix)]
+#[test]
+fn a_key_file_open_to_others_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let files = AppFiles::new();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("signing-key.pem");
+    std::fs::copy(&files.signing_keys()[0], &key).unwrap();
+    // The registry's RS256 and EdDSA clients need the other keys too.
+    let mut keys = key.display().to_string();
+    for other in &files.signing_keys()[1..] {
+        keys = format!("{keys},{}", other.display());
+    }
+    let warnings = |mode: u32| {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+        let port = free_port();
+        let log_path = dir.path().join(format!("stderr-{mode:o}.log"));
+        let child = Command::new(BIN)
+            .env_clear()
+            .env("TOKEN_ENDPOINT_BIND", format!("127.0.0.1:{port}"))
+            .env("TOKEN_ENDPOINT_CLIENTS_FILE", &files.registry)
+            .env("TOKEN_ENDPOINT_SIGNING_KEYS", &keys)
+            .env(
+                "TOKEN_ENDPOINT_VERIFICATION_KEYS",
+                fixture("ec-p256-public.test-only.pem"),
+            )
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap();
+        let _server = Server(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while get_status(port, "/livez").is_none() {
+            assert!(Instant::now() < deadline, "the server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::fs::read_to_string(&log_path)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("private key file is readable or writable by others"))
+            .filter(|l| l.contains("signing-key.pem"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let open = warnings(0o644);
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert!(
+        open[0].contains("signing-key.pem") && open[0].contains("644"),
+        "{open:?}"
+    );
+    assert_eq!(warnings(0o600), Vec::<String>::new());
+    assert_eq!(warnings(0o440), Vec::<String>::new());
+}

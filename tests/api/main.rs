@@ -16,4 +16,5 @@ mod limits;
 mod ops;
 mod redeem;
 mod replay;
+mod secrets;
 mod sentinel;
