@@ -478,7 +478,10 @@ mod tests {
         assert_eq!(set.max_connections, 64);
         assert_eq!(set.auth.per_address, 5);
         assert_eq!(set.auth.window, Duration::from_secs(300));
-        assert_eq!(set.client_address_header.as_deref(), Some("x-forwarded-for"));
+        assert_eq!(
+            set.client_address_header.as_deref(),
+            Some("x-forwarded-for")
+        );
         for (name, value) in [
             ("TOKEN_ENDPOINT_CLIENT_TIMEOUT_MS", "0"),
             ("TOKEN_ENDPOINT_MAX_CONNECTIONS", "many"),
