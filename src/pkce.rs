@@ -18,9 +18,11 @@ pub struct CodeVerifier {
 /// Why a `code_verifier` is not one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum VerifierError {
-    #[error("code_verifier must be 43 to 128 characters long (RFC 7636 §4.1), got {0}")]
+    #[error("code_verifier must be 43 to 128 characters long (RFC 7636 section 4.1), got {0}")]
     Length(usize),
-    #[error("code_verifier may contain only the characters [A-Za-z0-9-._~] (RFC 7636 §4.1)")]
+    #[error(
+        "code_verifier may contain only the characters [A-Za-z0-9-._~] (RFC 7636 section 4.1)"
+    )]
     Charset,
 }
 

@@ -240,7 +240,7 @@ impl Redeemer {
                     ),
                     Mismatch::Pkce => (
                         Reason::PkceMismatch,
-                        "code_verifier does not match the code_challenge (RFC 7636 §4.6)",
+                        "code_verifier does not match the code_challenge (RFC 7636 section 4.6)",
                     ),
                 };
                 tracing::info!(

@@ -51,7 +51,7 @@ impl TokenForm {
             };
             if slot.is_some() {
                 return Err(TokenError::invalid_request(format!(
-                    "parameter {name} is repeated (RFC 6749 §3.2: parameters MUST NOT be included more than once)"
+                    "parameter {name} is repeated (RFC 6749 section 3.2: parameters MUST NOT be included more than once)"
                 )));
             }
             let value = decode_component(value)?;
@@ -210,7 +210,7 @@ fn client_credentials(
     if let Some(header) = authorization {
         if body_secret.is_some() {
             return Err(TokenError::invalid_request(
-                "the client authenticated with both the Authorization header and client_secret; use one (RFC 6749 §2.3)",
+                "the client authenticated with both the Authorization header and client_secret; use one (RFC 6749 section 2.3)",
             ));
         }
         let (client_id, secret) = parse_basic(header)?;
@@ -227,7 +227,7 @@ fn client_credentials(
     }
     let Some(client_id) = body_id else {
         return Err(invalid_client(
-            "no client authentication included: send client_id (public clients) or authenticate (RFC 6749 §3.2.1)",
+            "no client authentication included: send client_id (public clients) or authenticate (RFC 6749 section 3.2.1)",
             false,
         ));
     };
@@ -256,7 +256,7 @@ fn parse_basic(header: &[u8]) -> Result<(String, String), TokenError> {
         .ok_or_else(|| bad("the Authorization header must be `Basic <credentials>`"))?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(bad(
-            "only the Basic authentication scheme is supported (RFC 6749 §2.3.1)",
+            "only the Basic authentication scheme is supported (RFC 6749 section 2.3.1)",
         ));
     }
     let decoded = STANDARD

@@ -87,7 +87,7 @@ pub fn error_response(error: &TokenError) -> HttpResponse {
 /// Anything but POST on the token endpoint.
 pub async fn method_not_allowed() -> HttpResponse {
     let mut response = error_response(&TokenError::invalid_request(
-        "the token endpoint accepts only POST (RFC 6749 §3.2)",
+        "the token endpoint accepts only POST (RFC 6749 section 3.2)",
     ));
     *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
     response

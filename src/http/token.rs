@@ -102,7 +102,7 @@ impl Drop for InFlight<'_> {
 fn check_content_type(request: &HttpRequest) -> Result<(), TokenError> {
     let wrong = || {
         TokenError::invalid_request(
-            "Content-Type must be application/x-www-form-urlencoded (RFC 6749 §4.1.3)",
+            "Content-Type must be application/x-www-form-urlencoded (RFC 6749 section 4.1.3)",
         )
     };
     let value = request
