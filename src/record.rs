@@ -70,12 +70,46 @@ impl std::fmt::Debug for CodeRecord {
 #[error("code record violates the frontend contract: {0}")]
 pub struct BadRecord(pub String);
 
+/// What is wrong with a record, without any of its values: serde_json's own
+/// messages quote them (`invalid type: string "…", expected …`), and a
+/// record may hold personal data or whatever a broken frontend wrote. Kept:
+/// the kind of fault, the field names and expectations of this schema, and
+/// the position.
+fn describe(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let at = format!("at line {} column {}", e.line(), e.column());
+    match e.classify() {
+        Category::Syntax | Category::Eof => format!("record is not valid JSON ({at})"),
+        Category::Io => format!("record could not be read ({at})"),
+        Category::Data => {
+            let message = e.to_string();
+            let expected = message
+                .rsplit_once(", expected ")
+                .map(|(_, rest)| rest.rsplit_once(" at line ").map_or(rest, |(x, _)| x))
+                .filter(|x| x.len() <= 120);
+            let field = |prefix: &str| {
+                message
+                    .strip_prefix(prefix)
+                    .and_then(|rest| rest.split('`').nth(1))
+                    .filter(|name| name.len() <= 64)
+                    .map(str::to_owned)
+            };
+            if let Some(name) = field("missing field ") {
+                format!("missing field `{name}` ({at})")
+            } else if let Some(name) = field("duplicate field ") {
+                format!("duplicate field `{name}` ({at})")
+            } else if let Some(expected) = expected {
+                format!("a value is not what the contract allows: expected {expected} ({at})")
+            } else {
+                format!("record does not match the contract ({at})")
+            }
+        }
+    }
+}
+
 impl CodeRecord {
     pub fn parse(raw: &[u8]) -> Result<Self, BadRecord> {
-        serde_json::from_slice(raw).map_err(|e| {
-            // serde_json's messages name the field and position, never the value.
-            BadRecord(e.to_string())
-        })
+        serde_json::from_slice(raw).map_err(|e| BadRecord(describe(&e)))
     }
 
     pub fn to_json(&self) -> String {
@@ -161,4 +195,34 @@ pub fn is_well_formed_code(code: &str) -> bool {
     !code.is_empty()
         && code.len() <= MAX_CODE_LEN
         && code.bytes().all(|b| (0x20..=0x7e).contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bad record is described by field, expectation and position, never
+    /// by its values.
+    #[test]
+    fn bad_record_reasons_carry_no_value() {
+        let secret = "nonce-VALUE-1, expected anything";
+        let cases = [
+            format!(
+                r#"{{"client_id": "a", "code_challenge": "c", "code_challenge_method": "{secret}"}}"#
+            ),
+            format!(r#"{{"client_id": 5, "nonce": "{secret}"}}"#),
+            format!(r#"{{"client_id": ["{secret}"]}}"#),
+            format!("not json {secret}"),
+            r#"{"code_challenge": "c"}"#.to_owned(),
+        ];
+        for raw in &cases {
+            let reason = CodeRecord::parse(raw.as_bytes()).unwrap_err().0;
+            assert!(!reason.contains("VALUE"), "{reason}");
+            assert!(reason.contains("line 1"), "{reason}");
+        }
+        let missing = CodeRecord::parse(br#"{"code_challenge": "c"}"#)
+            .unwrap_err()
+            .0;
+        assert!(missing.contains("missing field `"), "{missing}");
+    }
 }

@@ -171,12 +171,21 @@ fn no_secret_reaches_logs_metrics_or_error_answers_even_at_trace_level() {
             .basic_auth("nobody", Some(wrong_secret))
             .form(&form(&fresh, "nobody", &fresh.verifier));
         assert_eq!(post(request, &mut ledger).await, 401);
-        // A corrupt record.
-        let corrupt = seed(&redis, "public-app", &mut ledger);
+        // A corrupt record whose bad value is something private: the
+        // reason logged for it must name the field, not quote the value.
+        // The record passes the take script's checks (they cover client,
+        // redirect URI and PKCE), so the service parses it, and fails.
+        let (corrupt, record) = prepare(grant("public-app"));
+        ledger.secret("code", corrupt.code.clone());
+        ledger.secret("verifier", corrupt.verifier.clone());
+        let private = "private-value-4f1c9b2e";
+        ledger.secret("record value", private);
+        let mut raw: serde_json::Value = serde_json::from_str(&record.to_json()).unwrap();
+        raw["auth_time"] = private.into();
         let mut conn = redis.client().get_connection().unwrap();
         let _: () = redis::cmd("SET")
             .arg(KeySpace::default().code(&corrupt.code))
-            .arg("{\"client_id\": 7}")
+            .arg(raw.to_string())
             .query(&mut conn)
             .unwrap();
         let request = http
