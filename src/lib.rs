@@ -18,6 +18,7 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`frontend`]: the login frontend's side of the contract (issue a code).
 //! - [`config`], [`startup`], [`telemetry`]: settings, assembly, logging.
+//! - `fuzzing` (hidden): the fuzz targets' properties, for `fuzz/` and the corpus replay test.
 
 #![deny(
     clippy::unwrap_used,
@@ -36,6 +37,8 @@ pub mod clients;
 pub mod config;
 pub mod error;
 pub mod frontend;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod metrics;
 pub mod pkce;

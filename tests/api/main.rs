@@ -10,6 +10,7 @@ mod cluster;
 mod concurrency;
 mod errors;
 mod faults;
+mod fuzz_corpus;
 mod interop;
 mod keys;
 mod limits;

@@ -1,0 +1,4 @@
+//! The code-record parser and its checks: the input is a stored code record.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|input: &[u8]| token_endpoint::fuzzing::code_record(input));
