@@ -263,10 +263,25 @@ impl RedisStore {
         let word = parts.next().unwrap_or_default();
         let payload = parts.next();
         Ok(match (word.as_slice(), payload) {
-            (b"taken", Some(raw)) => {
-                self.replicated(&mut conn, request.code).await?;
-                Self::checked(&raw, presented)
-            }
+            (b"taken", Some(raw)) => match CodeRecord::parse(&raw) {
+                // The script checks only what it compares; the rest of the
+                // schema is checked here, after the take. Remove the used
+                // marker the take left, so that a retry is an unknown code,
+                // as on the embedded store, not a replay (which would log a
+                // security event and revoke a grant never issued). Best
+                // effort: the marker expires with the tokens' lifetime.
+                Err(bad) => {
+                    let used = self.keys.used(request.code);
+                    if let Err(e) = self.bounded(conn.del::<_, ()>(used)).await {
+                        tracing::warn!(error = %e, "could not remove the used marker of a bad record");
+                    }
+                    TakeOutcome::BadRecord(bad)
+                }
+                Ok(record) => {
+                    self.replicated(&mut conn, request.code).await?;
+                    Self::checked(record, presented)
+                }
+            },
             (b"replay", Some(raw)) => {
                 match std::str::from_utf8(&raw).ok().and_then(GrantMarker::decode) {
                     Some(marker) => TakeOutcome::Replayed(marker),
@@ -335,22 +350,19 @@ impl RedisStore {
     }
 
     /// The record as taken, checked again here.
-    fn checked(raw: &[u8], presented: &Presented<'_>) -> TakeOutcome {
-        match CodeRecord::parse(raw) {
-            Err(bad) => TakeOutcome::BadRecord(bad),
-            Ok(record) => match check(&record, presented) {
-                Ok(()) => TakeOutcome::Taken(Box::new(record)),
-                // The script and record::check disagree: a defect. The code
-                // is consumed; refuse rather than issue tokens on a check
-                // this process did not pass.
-                Err(mismatch) => {
-                    tracing::error!(
-                        ?mismatch,
-                        "take_code.lua accepted a redemption that record::check refuses"
-                    );
-                    TakeOutcome::Mismatch(mismatch)
-                }
-            },
+    fn checked(record: CodeRecord, presented: &Presented<'_>) -> TakeOutcome {
+        match check(&record, presented) {
+            Ok(()) => TakeOutcome::Taken(Box::new(record)),
+            // The script and record::check disagree: a defect. The code is
+            // consumed; refuse rather than issue tokens on a check this
+            // process did not pass.
+            Err(mismatch) => {
+                tracing::error!(
+                    ?mismatch,
+                    "take_code.lua accepted a redemption that record::check refuses"
+                );
+                TakeOutcome::Mismatch(mismatch)
+            }
         }
     }
 
