@@ -11,6 +11,7 @@ mod concurrency;
 mod errors;
 mod faults;
 mod fuzz_corpus;
+mod hostile;
 mod interop;
 mod keys;
 mod limits;
