@@ -8,10 +8,17 @@ what it checked and exits non-zero on a failure:
   promql FILE write the dashboard's queries, Grafana variables filled in, as
               recording rules to FILE, for `promtool check rules` to parse
   grafana     dashboard JSON, provisioning and compose mounts agree
-  compose     every host path compose.yaml mounts or builds from exists
+  compose     every host path compose.yaml mounts or builds from exists; a
+              replica behind haproxy.cfg reads the header HAProxy appends
+              the client's address to, and publishes no port of its own; an
+              http:// issuer with Redis is allowed explicitly
   k8s         kustomization lists every manifest, the ConfigMap's
               clients.toml is deploy/config/clients.toml, grace periods cover
-              shutdown delay plus drain, the image's user matches runAsUser
+              shutdown delay plus drain, the image's user matches runAsUser;
+              an Ingress routes to a Service and port that exist, on the
+              issuer's host, and the pods behind it read the client's address
+              from the header the controller sets; NetworkPolicies select the
+              pods and open the port they listen on
   clients     deploy/config/clients.toml parses and has the required fields
   dockerfile  rehearse deploy/Dockerfile's build stage up to its first cargo
               build: the context as .dockerignore filters it, each COPY, each
@@ -28,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import tomllib
+import urllib.parse
 
 import yaml
 
@@ -313,7 +321,102 @@ def cmd_compose():
             need(item["file"], f"{kind[:-1]} {name}")
     if not failures:
         ok(f"compose.yaml: {checked} host paths (build contexts, Dockerfiles, mounts, configs, secrets) exist")
+    compose_client_address(compose)
+    compose_issuer(compose)
     finish()
+
+
+def compose_environment(svc):
+    env = svc.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(e.split("=", 1) if "=" in e else (e, None) for e in env)
+    return {k: (str(v) if v is not None else None) for k, v in env.items()}
+
+
+def haproxy_frontend():
+    """haproxy.cfg's server hosts, and the header `option forwardfor` appends
+    the client's address to (None without the option)."""
+    hosts, header = set(), None
+    with open(os.path.join(DEPLOY, "haproxy", "haproxy.cfg"), encoding="utf-8") as f:
+        for line in f:
+            w = line.split()
+            if not w or w[0].startswith("#"):
+                continue
+            if w[0] == "server" and len(w) >= 3:
+                hosts.add(w[2].rsplit(":", 1)[0])
+            elif w[:2] == ["option", "forwardfor"]:
+                header = w[w.index("header") + 1] if "header" in w else "X-Forwarded-For"
+            elif w[:3] == ["no", "option", "forwardfor"]:
+                header = None
+    return hosts, header
+
+
+def compose_client_address(compose):
+    """A replica behind HAProxy sees HAProxy as the TCP peer of every request:
+    it must read the client's address from the header HAProxy appends it to,
+    and be reachable through HAProxy only (else a client names its own)."""
+    services = compose["services"]
+    lb = [n for n, svc in services.items()
+          if any(isinstance(v, str) and v.split(":")[0].endswith("haproxy/haproxy.cfg")
+                 for v in svc.get("volumes", []))]
+    hosts, lb_header = haproxy_frontend()
+    with open(os.path.join(DEPLOY, "Dockerfile"), encoding="utf-8") as f:
+        m = re.search(r"^ENV\s+TOKEN_ENDPOINT_BIND=(\S+)", f.read(), re.M)
+    image_bind = m.group(1) if m else None
+    before = len(failures)
+    behind = []
+    for name, svc in services.items():
+        env = compose_environment(svc)
+        header = env.get("TOKEN_ENDPOINT_CLIENT_ADDRESS_HEADER")
+        if name not in hosts:
+            if header:
+                fail(f"compose {name} sets TOKEN_ENDPOINT_CLIENT_ADDRESS_HEADER but is not a server of "
+                     "haproxy.cfg: its clients would choose their own address")
+            continue
+        if not lb:
+            fail(f"compose {name} is a server of haproxy.cfg, but no service mounts haproxy.cfg")
+        builds_image = (svc.get("build") or {}).get("dockerfile") == "deploy/Dockerfile"
+        bind = env.get("TOKEN_ENDPOINT_BIND") or (image_bind if builds_image else None) or "127.0.0.1:8080"
+        bind_host = bind.rsplit(":", 1)[0].strip("[]")
+        if bind_host in ("localhost", "::1") or bind_host.startswith("127."):
+            continue  # not reachable from HAProxy's container anyway
+        behind.append(name)
+        if not lb_header:
+            fail(f"compose {name} is behind HAProxy, but haproxy.cfg has no `option forwardfor`: "
+                 "the replica cannot learn the client's address")
+        elif not header:
+            fail(f"compose {name} listens on {bind} behind HAProxy but does not set "
+                 f"TOKEN_ENDPOINT_CLIENT_ADDRESS_HEADER ({lb_header}, which haproxy.cfg's option "
+                 "forwardfor appends to): every request would seem to come from HAProxy, and "
+                 "failed client authentications from anyone would lock out everyone")
+        elif header.lower() != lb_header.lower():
+            fail(f"compose {name}: TOKEN_ENDPOINT_CLIENT_ADDRESS_HEADER is {header}, but haproxy.cfg "
+                 f"appends the client's address to {lb_header}")
+        if header and svc.get("ports"):
+            fail(f"compose {name} sets TOKEN_ENDPOINT_CLIENT_ADDRESS_HEADER and publishes ports "
+                 f"{svc['ports']}: a client reaching it there, not through HAProxy, names its own address")
+    if behind and len(failures) == before:
+        ok(f"compose {', '.join(behind)}: behind {lb[0]}, read the client's address from {lb_header} "
+           "(haproxy.cfg: option forwardfor) and publish no port of their own")
+
+
+def compose_issuer(compose):
+    """The service refuses an http:// issuer with Redis unless
+    TOKEN_ENDPOINT_INSECURE_HTTP_ISSUER=allow: the local stack says so."""
+    before = len(failures)
+    checked = []
+    for name, svc in compose["services"].items():
+        env = compose_environment(svc)
+        issuer = env.get("TOKEN_ENDPOINT_ISSUER")
+        if not issuer:
+            continue
+        checked.append(name)
+        if (issuer.startswith("http://") and env.get("TOKEN_ENDPOINT_REDIS_URL")
+                and env.get("TOKEN_ENDPOINT_INSECURE_HTTP_ISSUER") != "allow"):
+            fail(f"compose {name}: TOKEN_ENDPOINT_ISSUER {issuer} is http:// with Redis, without "
+                 "TOKEN_ENDPOINT_INSECURE_HTTP_ISSUER: allow, which an http:// issuer with Redis needs")
+    if checked and len(failures) == before:
+        ok(f"compose {', '.join(checked)}: the issuer's scheme is allowed")
 
 
 # --- Kubernetes ------------------------------------------------------------------
@@ -414,7 +517,151 @@ def cmd_k8s():
     if (hpa["kind"], hpa["name"]) != ("Deployment", "token-endpoint"):
         fail(f"HPA targets {hpa}")
     ok("Service, PodDisruptionBudget and HPA select the Deployment's pods")
+
+    k8s_ingress(objects, dep, container)
     finish()
+
+
+def container_environment(container, objects):
+    """The container's environment as the kubelet builds it: envFrom in
+    order (with its prefix), then env over it. Values from the ConfigMaps
+    in the manifests are resolved; what comes from elsewhere (a Secret, the
+    downward API) is present with the value None."""
+    env = {}
+    for source in container.get("envFrom", []):
+        prefix = source.get("prefix", "")
+        for kind, ref in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+            if ref not in source:
+                continue
+            name = source[ref]["name"]
+            found = objects.get((kind, name))
+            if found is None:
+                if kind == "ConfigMap" and not source[ref].get("optional"):
+                    fail(f"the Deployment's envFrom names ConfigMap {name}, which no manifest defines")
+                continue
+            doc = found[1]
+            data = doc.get("data") or doc.get("stringData") or {}
+            for k, v in data.items():
+                env[prefix + k] = v if kind == "ConfigMap" else None
+    for e in container.get("env", []):
+        if "value" in e:
+            env[e["name"]] = e["value"]
+        elif "configMapKeyRef" in e.get("valueFrom", {}):
+            ref = e["valueFrom"]["configMapKeyRef"]
+            found = objects.get(("ConfigMap", ref["name"]))
+            env[e["name"]] = (found[1].get("data") or {}).get(ref["key"]) if found else None
+        else:
+            env[e["name"]] = None if "valueFrom" in e else ""
+    return env
+
+
+# Headers each ingress controller (by ingressClassName) sets to the address it
+# received the connection from, as the last entry: ingress-nginx sets
+# X-Forwarded-For (replacing the client's, or appending to it with
+# compute-full-forwarded-for) and X-Real-IP.
+CONTROLLER_HEADERS = {"nginx": ("X-Forwarded-For", "X-Real-IP")}
+
+
+def k8s_ingress(objects, dep, container):
+    """An Ingress in front of the token endpoint: its backends exist, its host
+    is the issuer's, and the pods take the client's address from the header
+    the controller sets, not from the TCP peer (which is the controller's pod
+    for every request: one limit on failed authentications for everyone)."""
+    selector = dep["spec"]["selector"]["matchLabels"]
+    pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+    env = container_environment(container, objects)
+    header = env.get("TOKEN_ENDPOINT_CLIENT_ADDRESS_HEADER")
+    issuer = env.get("TOKEN_ENDPOINT_ISSUER") or ""
+    issuer_url = urllib.parse.urlsplit(issuer)
+    services = {name: doc for (kind, name), (_, doc) in objects.items() if kind == "Service"}
+
+    def selects_pods(svc):
+        sel = svc["spec"].get("selector") or {}
+        return bool(sel) and all(pod_labels.get(k) == v for k, v in sel.items())
+
+    fronted = []  # (file, ingress name, class) routing to the token endpoint
+    for (kind, name), (fname, ing) in sorted(objects.items()):
+        if kind != "Ingress":
+            continue
+        spec = ing.get("spec", {})
+        backends = []
+        if spec.get("defaultBackend"):
+            backends.append(("defaultBackend", None, False, spec["defaultBackend"]))
+        for rule in spec.get("rules", []):
+            for path in rule.get("http", {}).get("paths", []):
+                where = f"{rule.get('host', '*')}{path.get('path', '')}"
+                backends.append((where, rule.get("host"), True, path["backend"]))
+        tls_hosts = {h for t in spec.get("tls", []) for h in t.get("hosts", [])}
+        routes_here = False
+        for where, host, has_host, backend in backends:
+            ref = backend.get("service")
+            if not ref:
+                continue
+            svc = services.get(ref["name"])
+            if svc is None:
+                fail(f"k8s/{fname}: {where} routes to Service {ref['name']}, which no manifest defines")
+                continue
+            port = ref.get("port", {})
+            ports = svc["spec"].get("ports", [])
+            if "name" in port:
+                known = any(p.get("name") == port["name"] for p in ports)
+            else:
+                known = any(p.get("port") == port.get("number") for p in ports)
+            if not known:
+                fail(f"k8s/{fname}: {where} routes to port {port.get('name', port.get('number'))} of "
+                     f"Service {ref['name']}, which has ports "
+                     f"{', '.join(str(p.get('name') or p.get('port')) for p in ports)}")
+            if not selects_pods(svc):
+                continue
+            routes_here = True
+            if has_host and host != issuer_url.hostname:
+                fail(f"k8s/{fname}: {where} serves host {host or '(any)'}, but TOKEN_ENDPOINT_ISSUER "
+                     f"is {issuer!r}: tokens would name an issuer clients do not reach")
+            if has_host and issuer_url.scheme == "https" and host not in tls_hosts:
+                fail(f"k8s/{fname}: host {host} has no TLS entry, but the issuer is https")
+        if routes_here:
+            fronted.append((fname, name, spec.get("ingressClassName")))
+
+    for fname, name, cls in fronted:
+        if not header:
+            fail(f"k8s/{fname}: Ingress {name} routes to the token endpoint, but the Deployment's "
+                 "environment (its envFrom ConfigMaps, its env) does not set "
+                 "TOKEN_ENDPOINT_CLIENT_ADDRESS_HEADER: every request would seem to come from the "
+                 "ingress controller's pod, and failed client authentications from anyone would "
+                 "lock out everyone")
+        elif cls in CONTROLLER_HEADERS and header.lower() not in map(str.lower, CONTROLLER_HEADERS[cls]):
+            fail(f"k8s/{fname}: TOKEN_ENDPOINT_CLIENT_ADDRESS_HEADER is {header}, which the "
+                 f"{cls} ingress controller does not set (it sets "
+                 f"{' and '.join(CONTROLLER_HEADERS[cls])})")
+        else:
+            ok(f"k8s/{fname}: Ingress {name} ({cls}) routes to the token endpoint on the issuer's host "
+               f"{issuer_url.hostname}, and the pods read the client's address from {header}")
+    if header and not fronted:
+        print(f"  note: TOKEN_ENDPOINT_CLIENT_ADDRESS_HEADER={header} but no Ingress here routes to the "
+              "token endpoint: whatever is in front must set that header on every request")
+    if not issuer.startswith("https://"):
+        fail(f"k8s TOKEN_ENDPOINT_ISSUER {issuer!r} is not https")
+    if "TOKEN_ENDPOINT_INSECURE_HTTP_ISSUER" in env:
+        fail("k8s sets TOKEN_ENDPOINT_INSECURE_HTTP_ISSUER: an http:// issuer is for a local stack only")
+
+    # NetworkPolicies: they must select these pods and open the port they
+    # listen on, or the ingress controller is cut off.
+    cport = {p.get("name"): p["containerPort"] for p in container.get("ports", [])}
+    policies = [(f, n, d) for (k, n), (f, d) in sorted(objects.items()) if k == "NetworkPolicy"]
+    before = len(failures)
+    for fname, name, pol in policies:
+        sel = pol["spec"].get("podSelector", {}).get("matchLabels", {})
+        if not sel or any(pod_labels.get(k) != v for k, v in sel.items()):
+            fail(f"k8s/{fname}: NetworkPolicy {name} selects {sel or 'every pod'}, not the "
+                 f"token endpoint's pods {selector}")
+        for rule in pol["spec"].get("ingress", []):
+            for p in rule.get("ports", []):
+                if p.get("port") not in set(cport) | set(cport.values()):
+                    fail(f"k8s/{fname}: NetworkPolicy {name} opens port {p.get('port')}, but the "
+                         f"pods listen on {', '.join(f'{k} ({v})' for k, v in cport.items())}")
+    if policies and len(failures) == before:
+        ok(f"NetworkPolicy {', '.join(n for _, n, _ in policies)}: selects the Deployment's pods, "
+           f"opens their port {', '.join(map(str, cport.values()))}")
 
 
 # --- clients.toml -----------------------------------------------------------------

@@ -11,7 +11,8 @@
 #               offline schemas of two versions            schemas bundled)
 #   check.py    what no tool checks: metric names against src/metrics.rs,
 #               the dashboard and its provisioning, compose's host paths,
-#               k8s consistency, clients.toml, and a rehearsal of the
+#               k8s consistency, the client address header behind HAProxy
+#               and the ingress, clients.toml, and a rehearsal of the
 #               Dockerfile's build stage (.dockerignore, stubs, cargo fetch)
 #
 # Tools go to target/deploy-tools/ (the PyPI ones in a virtualenv there, at
@@ -143,7 +144,7 @@ run "Dockerfile build stage rehearsal (.dockerignore, stubs, cargo fetch --locke
 
 run "docker-compose config deploy/compose.yaml (Compose Specification schema, interpolation)" \
   quiet_ok "$VENV/bin/docker-compose" -f deploy/compose.yaml config --quiet
-run "compose host paths" "$PY" deploy/check.py compose
+run "compose host paths, client address header, issuer scheme" "$PY" deploy/check.py compose
 run "deploy/config/clients.toml" "$PY" deploy/check.py clients
 
 k8s_schemas() {
@@ -156,7 +157,8 @@ k8s_schemas() {
   done
 }
 run "kubernetes-validate --strict deploy/k8s" k8s_schemas
-run "k8s consistency (kustomization, ConfigMap, grace period, selectors)" "$PY" deploy/check.py k8s
+run "k8s consistency (kustomization, ConfigMap, grace period, selectors, ingress, client address header)" \
+  "$PY" deploy/check.py k8s
 
 echo "deploy/check.sh: $passed passed, ${#failed[@]} failed ($((SECONDS - started)) s)"
 if [ ${#failed[@]} -gt 0 ]; then
