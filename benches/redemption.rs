@@ -12,10 +12,12 @@
 //! timed refusals would measure nothing useful.
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures::stream::{self, StreamExt};
+use token_endpoint::abuse::{AuthFailureLimiter, AuthLimits};
 use token_endpoint::clients::ClientRegistry;
 use token_endpoint::frontend::{prepare, Grant};
 use token_endpoint::metrics::Metrics;
@@ -64,7 +66,13 @@ impl Bench {
         let minter = TokenMinter::new("https://id.example".into(), vec![key], vec![])
             .expect("one signing key makes a minter");
         Self {
-            redeemer: Redeemer::new(store, ClientRegistry::demo(), minter, metrics),
+            redeemer: Redeemer::new(
+                store,
+                ClientRegistry::demo(),
+                minter,
+                metrics,
+                Arc::new(AuthFailureLimiter::new(AuthLimits::default())),
+            ),
             runtime,
         }
     }
@@ -107,7 +115,7 @@ impl Bench {
     async fn redeem(&self, request: TokenRequest) -> Vec<u8> {
         let response = self
             .redeemer
-            .redeem(request)
+            .redeem(request, None)
             .await
             .expect("a fresh code with its verifier redeems");
         serde_json::to_vec(&response).expect("a token response serialises")

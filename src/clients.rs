@@ -93,6 +93,9 @@ pub struct Client {
     pub allow_plain_pkce: bool,
     /// The access token's `aud` when the code carries no `resource`.
     pub audience: Vec<String>,
+    /// What a code's `resource` (RFC 8707) may name: the entries of
+    /// `audience` that are absolute URIs without a fragment (RFC 8707 §2).
+    pub resource_indicators: Vec<String>,
     pub access_token_lifetime: Duration,
     pub id_token_lifetime: Duration,
     pub id_token_alg: Algorithm,
@@ -188,6 +191,7 @@ impl ClientRegistry {
             auth,
             allow_plain_pkce: false,
             audience: vec!["https://api.example.com".into()],
+            resource_indicators: vec!["https://api.example.com".into()],
             access_token_lifetime: Duration::from_secs(300),
             id_token_lifetime: Duration::from_secs(300),
             id_token_alg: Algorithm::ES256,
@@ -276,7 +280,13 @@ impl ClientEntry {
                 self.id_token_signed_response_alg
             )
         })?;
+        let resource_indicators = audience
+            .iter()
+            .filter(|a| is_absolute_uri(a))
+            .cloned()
+            .collect();
         Ok(Client {
+            resource_indicators,
             access_token_lifetime: lifetime("access_token_lifetime", self.access_token_lifetime)?,
             id_token_lifetime: lifetime("id_token_lifetime", self.id_token_lifetime)?,
             client_id: self.client_id,
@@ -292,6 +302,32 @@ impl Client {
     pub fn id_token_alg_name(&self) -> &'static str {
         alg_name(self.id_token_alg)
     }
+
+    /// Whether the client has a secret (and so something to guess).
+    pub fn is_confidential(&self) -> bool {
+        !matches!(self.auth, ClientAuth::None)
+    }
+
+    /// The longer of the two token lifetimes: how long anything issued to
+    /// this client for one grant stays valid.
+    pub fn longest_token_lifetime(&self) -> Duration {
+        self.access_token_lifetime.max(self.id_token_lifetime)
+    }
+}
+
+/// RFC 3986 §4.3 `absolute-URI` without a fragment, as RFC 8707 §2 requires
+/// of a resource indicator: a scheme (`ALPHA *( ALPHA / DIGIT / "+" / "-" /
+/// "." )`), a colon and something after it, no `#`, no whitespace or control
+/// characters.
+pub fn is_absolute_uri(uri: &str) -> bool {
+    let Some((scheme, rest)) = uri.split_once(':') else {
+        return false;
+    };
+    let mut chars = scheme.bytes();
+    chars.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && chars.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        && !rest.is_empty()
+        && uri.bytes().all(|b| b.is_ascii_graphic() && b != b'#')
 }
 
 #[cfg(test)]
@@ -335,5 +371,27 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("access_token_lifetime"), "{err}");
+    }
+
+    #[test]
+    fn resource_indicators_are_the_absolute_uris_of_the_audience() {
+        let registry = ClientRegistry::from_toml(
+            r#"
+            [[clients]]
+            client_id = "web"
+            token_endpoint_auth_method = "none"
+            audience = ["https://api.test", "orders", "urn:example:ledger", "https://x.test/#f", "1ab:c"]
+            "#,
+        )
+        .unwrap();
+        let web = registry.get("web").unwrap();
+        assert_eq!(
+            web.resource_indicators,
+            ["https://api.test", "urn:example:ledger"]
+        );
+        assert_eq!(web.audience.len(), 5);
+        for bad in ["", ":x", "https:", "a b:c", "https://a.test/ x", "x"] {
+            assert!(!is_absolute_uri(bad), "{bad:?}");
+        }
     }
 }

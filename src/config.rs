@@ -28,6 +28,21 @@ impl ConfigError {
     }
 }
 
+/// Whether the dev endpoints (`/dev/*`: a stand-in login frontend that
+/// mints a code for any client and subject) are mounted. They are an
+/// authentication bypass anywhere but a throwaway demo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DevEndpoints {
+    /// Not mounted: `/dev/*` is 404.
+    Off,
+    /// The zero-configuration demo: embedded store, ephemeral key, demo
+    /// clients, loopback bind. Nothing real can be reached through them.
+    Demo,
+    /// `TOKEN_ENDPOINT_DEV_ENDPOINTS=on`: mounted on purpose in another
+    /// embedded configuration, with a warning at start-up and on each use.
+    OptIn,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -72,6 +87,7 @@ pub struct Settings {
     pub log_filter: String,
     pub log_format: LogFormat,
     pub limits: Limits,
+    pub dev_endpoints: DevEndpoints,
 }
 
 /// Bounds on what one client, or all of them, can make the service hold.
@@ -213,12 +229,22 @@ impl Settings {
             })
         };
 
-        let issuer = match get("TOKEN_ENDPOINT_ISSUER") {
+        let allow_http_issuer = match get("TOKEN_ENDPOINT_INSECURE_HTTP_ISSUER").as_deref() {
+            None => false,
+            Some("allow") => true,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "TOKEN_ENDPOINT_INSECURE_HTTP_ISSUER",
+                    format!("{other:?} is not allow (or leave it unset)"),
+                ))
+            }
+        };
+        let issuer = match lookup("TOKEN_ENDPOINT_ISSUER").filter(|v| !v.is_empty()) {
             Some(issuer) => issuer,
             None if production => required("TOKEN_ENDPOINT_ISSUER")?,
             None => format!("http://{bind}"),
         };
-        check_issuer(&issuer)?;
+        check_issuer(&issuer, production && !allow_http_issuer)?;
         let authorization_endpoint = get("TOKEN_ENDPOINT_AUTHORIZATION_ENDPOINT")
             .unwrap_or_else(|| format!("{issuer}/authorize"));
 
@@ -337,7 +363,7 @@ impl Settings {
                 "connections",
             )? as usize,
             auth: AuthLimits {
-                per_client: number(
+                client_alert: number(
                     "TOKEN_ENDPOINT_AUTH_FAILURES_PER_CLIENT",
                     100,
                     1..=1_000_000,
@@ -359,7 +385,37 @@ impl Settings {
             client_address_header,
         };
 
+        let dev_endpoints = match get("TOKEN_ENDPOINT_DEV_ENDPOINTS").as_deref() {
+            None => {
+                let demo = !production
+                    && clients_file.is_none()
+                    && signing_keys.is_empty()
+                    && verification_keys.is_empty()
+                    && bind.ip().is_loopback();
+                if demo {
+                    DevEndpoints::Demo
+                } else {
+                    DevEndpoints::Off
+                }
+            }
+            Some("off") => DevEndpoints::Off,
+            Some("on") if production => {
+                return Err(ConfigError::new(
+                    "TOKEN_ENDPOINT_DEV_ENDPOINTS",
+                    "on is refused with TOKEN_ENDPOINT_REDIS_URL: /dev/codes mints a code for any client and subject, an authentication bypass for anything real",
+                ))
+            }
+            Some("on") => DevEndpoints::OptIn,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "TOKEN_ENDPOINT_DEV_ENDPOINTS",
+                    format!("{other:?} is not on or off (unset: only in the zero-configuration demo)"),
+                ))
+            }
+        };
+
         Ok(Self {
+            dev_endpoints,
             bind,
             workers,
             issuer,
@@ -392,19 +448,60 @@ fn parse_or<T: std::str::FromStr>(
     }
 }
 
-/// OpenID Connect Discovery §3: the issuer is a URL with no query or fragment.
-fn check_issuer(issuer: &str) -> Result<(), ConfigError> {
+/// The issuer (RFC 8414 §2, OpenID Connect Discovery §3): an `https` URL
+/// with a host, no user information, no query or fragment, and, because
+/// clients compare `iss` with it character by character, nothing that has
+/// two spellings: no whitespace or non-ASCII, no dot segments, no trailing
+/// `/`. `http` only on the embedded store, or where `refuse_http` is false
+/// (`TOKEN_ENDPOINT_INSECURE_HTTP_ISSUER=allow`).
+fn check_issuer(issuer: &str, refuse_http: bool) -> Result<(), ConfigError> {
     let bad = |why: &str| {
         Err(ConfigError::new(
             "TOKEN_ENDPOINT_ISSUER",
             format!("{issuer:?} {why}"),
         ))
     };
-    if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
-        return bad("must be an https:// URL (http:// only for local use)");
+    if !issuer.bytes().all(|b| b.is_ascii_graphic()) {
+        return bad("must be printable ASCII without spaces: tokens carry it verbatim in iss, and clients compare it exactly");
     }
+    let rest = if let Some(rest) = issuer.strip_prefix("https://") {
+        rest
+    } else if let Some(rest) = issuer.strip_prefix("http://") {
+        if refuse_http {
+            return bad("is http:// with TOKEN_ENDPOINT_REDIS_URL set: use https:// (or set TOKEN_ENDPOINT_INSECURE_HTTP_ISSUER=allow for a test set-up without TLS)");
+        }
+        rest
+    } else {
+        return bad("must be an https:// URL (http:// is accepted on the embedded store, or with TOKEN_ENDPOINT_INSECURE_HTTP_ISSUER=allow)");
+    };
     if issuer.contains(['?', '#']) {
-        return bad("must not have a query or fragment (OpenID Connect Discovery §3)");
+        return bad("must not have a query or fragment (OpenID Connect Discovery section 3)");
+    }
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if authority.contains('@') {
+        return bad("must not carry user information (user@ or user:password@)");
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((host, after)) => (host, after.strip_prefix(':')),
+            None => return bad("has an IPv6 host without its closing ]"),
+        },
+        None => match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    if host.is_empty() {
+        return bad("has no host");
+    }
+    if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
+        return bad("has a port that is not a number from 1 to 65535");
+    }
+    if path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return bad("must not have . or .. path segments");
     }
     if issuer.ends_with('/') {
         return bad("must not end with '/': tokens carry it verbatim in iss, and clients compare it exactly");
@@ -430,6 +527,109 @@ mod tests {
         let s = settings(&[]).unwrap();
         assert!(matches!(s.store, StoreSettings::Embedded));
         assert_eq!(s.issuer, "http://127.0.0.1:8080");
+        assert_eq!(s.dev_endpoints, DevEndpoints::Demo);
+    }
+
+    #[test]
+    fn dev_endpoints_only_in_the_demo_or_on_request() {
+        let dev = |vars: &[(&str, &str)]| settings(vars).map(|s| s.dev_endpoints);
+        assert_eq!(dev(&[]).unwrap(), DevEndpoints::Demo);
+        for configured in [
+            ("TOKEN_ENDPOINT_SIGNING_KEYS", "/k.pem"),
+            ("TOKEN_ENDPOINT_VERIFICATION_KEYS", "/v.pem"),
+            ("TOKEN_ENDPOINT_CLIENTS_FILE", "/c.toml"),
+            ("TOKEN_ENDPOINT_BIND", "0.0.0.0:8080"),
+            ("TOKEN_ENDPOINT_BIND", "192.0.2.1:8080"),
+            ("TOKEN_ENDPOINT_DEV_ENDPOINTS", "off"),
+        ] {
+            assert_eq!(
+                dev(&[configured]).unwrap(),
+                DevEndpoints::Off,
+                "{configured:?}"
+            );
+        }
+        assert_eq!(
+            dev(&[("TOKEN_ENDPOINT_BIND", "[::1]:8080")]).unwrap(),
+            DevEndpoints::Demo
+        );
+        assert_eq!(
+            dev(&[
+                ("TOKEN_ENDPOINT_SIGNING_KEYS", "/k.pem"),
+                ("TOKEN_ENDPOINT_DEV_ENDPOINTS", "on")
+            ])
+            .unwrap(),
+            DevEndpoints::OptIn
+        );
+        let err = dev(&[
+            ("TOKEN_ENDPOINT_REDIS_URL", "redis://127.0.0.1:6379"),
+            ("TOKEN_ENDPOINT_ISSUER", "https://id.example"),
+            ("TOKEN_ENDPOINT_CLIENTS_FILE", "/x"),
+            ("TOKEN_ENDPOINT_SIGNING_KEYS", "/k"),
+            ("TOKEN_ENDPOINT_DEV_ENDPOINTS", "on"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.setting, "TOKEN_ENDPOINT_DEV_ENDPOINTS");
+        let err = dev(&[("TOKEN_ENDPOINT_DEV_ENDPOINTS", "yes")]).unwrap_err();
+        assert_eq!(err.setting, "TOKEN_ENDPOINT_DEV_ENDPOINTS");
+    }
+
+    #[test]
+    fn the_issuer_is_checked_strictly() {
+        for good in [
+            "https://id.example",
+            "https://id.example:8443/tenants/a",
+            "https://[2001:db8::1]:443",
+            "http://127.0.0.1:8080",
+            "http://[::1]:8080",
+        ] {
+            assert!(check_issuer(good, false).is_ok(), "{good}");
+        }
+        for bad in [
+            "https://id.example ",
+            " https://id.example",
+            "https://id.example/a b",
+            "https://id.example/é",
+            "https://",
+            "https:///x",
+            "https://u:p@id.example",
+            "https://id.example:0",
+            "https://id.example:99999",
+            "https://id.example:x",
+            "https://id.example/./x",
+            "https://id.example/x/..",
+            "https://id.example/",
+            "https://id.example?x",
+            "https://[::1",
+            "ftp://id.example",
+            "id.example",
+        ] {
+            let err = check_issuer(bad, false).unwrap_err();
+            assert_eq!(err.setting, "TOKEN_ENDPOINT_ISSUER", "{bad}");
+        }
+        let err = check_issuer("http://id.example", true).unwrap_err();
+        assert!(
+            err.reason.contains("TOKEN_ENDPOINT_INSECURE_HTTP_ISSUER"),
+            "{err}"
+        );
+        let redis = [
+            ("TOKEN_ENDPOINT_REDIS_URL", "redis://127.0.0.1:6379"),
+            ("TOKEN_ENDPOINT_ISSUER", "http://id.example"),
+            ("TOKEN_ENDPOINT_CLIENTS_FILE", "/x"),
+            ("TOKEN_ENDPOINT_SIGNING_KEYS", "/k"),
+        ];
+        assert_eq!(
+            settings(&redis).unwrap_err().setting,
+            "TOKEN_ENDPOINT_ISSUER"
+        );
+        let mut allowed = redis.to_vec();
+        allowed.push(("TOKEN_ENDPOINT_INSECURE_HTTP_ISSUER", "allow"));
+        assert!(settings(&allowed).is_ok());
+        allowed.pop();
+        allowed.push(("TOKEN_ENDPOINT_INSECURE_HTTP_ISSUER", "true"));
+        assert_eq!(
+            settings(&allowed).unwrap_err().setting,
+            "TOKEN_ENDPOINT_INSECURE_HTTP_ISSUER"
+        );
     }
 
     #[test]
@@ -464,7 +664,7 @@ mod tests {
         let limits = settings(&[]).unwrap().limits;
         assert_eq!(limits, Limits::default());
         assert_eq!(limits.auth.per_address, 20);
-        assert_eq!(limits.auth.per_client, 100);
+        assert_eq!(limits.auth.client_alert, 100);
         let set = settings(&[
             ("TOKEN_ENDPOINT_CLIENT_TIMEOUT_MS", "1500"),
             ("TOKEN_ENDPOINT_MAX_CONNECTIONS", "64"),

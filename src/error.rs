@@ -20,18 +20,26 @@ pub enum Reason {
     /// Too many failed authentications of this client or from this address.
     AuthRateLimited,
     UnknownCode,
+    /// A code outside the contract's character set: no such code can exist.
+    MalformedCode,
     Replay,
+    /// A redeemed code presented by someone who is not its owner (another
+    /// client, or the owner's id without the owner's verifier). Answered
+    /// like an unknown code; nothing is revoked.
+    ForeignReplay,
     ClientMismatch,
     RedirectMismatch,
     PlainNotAllowed,
     PkceMismatch,
+    /// The record's `resource` is not within the client's audience.
+    TargetNotAllowed,
     BadRecord,
     StoreUnavailable,
     Internal,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 21] = [
         Self::Issued,
         Self::MalformedRequest,
         Self::BodyTooLarge,
@@ -42,11 +50,14 @@ impl Reason {
         Self::AuthFailed,
         Self::AuthRateLimited,
         Self::UnknownCode,
+        Self::MalformedCode,
         Self::Replay,
+        Self::ForeignReplay,
         Self::ClientMismatch,
         Self::RedirectMismatch,
         Self::PlainNotAllowed,
         Self::PkceMismatch,
+        Self::TargetNotAllowed,
         Self::BadRecord,
         Self::StoreUnavailable,
         Self::Internal,
@@ -64,11 +75,14 @@ impl Reason {
             Self::AuthFailed => "auth_failed",
             Self::AuthRateLimited => "auth_rate_limited",
             Self::UnknownCode => "unknown_code",
+            Self::MalformedCode => "malformed_code",
             Self::Replay => "replay",
+            Self::ForeignReplay => "foreign_replay",
             Self::ClientMismatch => "client_mismatch",
             Self::RedirectMismatch => "redirect_mismatch",
             Self::PlainNotAllowed => "plain_not_allowed",
             Self::PkceMismatch => "pkce_mismatch",
+            Self::TargetNotAllowed => "target_not_allowed",
             Self::BadRecord => "bad_record",
             Self::StoreUnavailable => "store_unavailable",
             Self::Internal => "internal",
@@ -86,17 +100,25 @@ impl Reason {
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::UnknownClient | Self::AuthFailed | Self::AuthRateLimited => "invalid_client",
             Self::UnknownCode
+            | Self::MalformedCode
             | Self::Replay
+            | Self::ForeignReplay
             | Self::ClientMismatch
             | Self::RedirectMismatch
             | Self::PlainNotAllowed
             | Self::PkceMismatch
             | Self::BadRecord => "invalid_grant",
+            Self::TargetNotAllowed => "invalid_target",
             Self::StoreUnavailable => "unavailable",
             Self::Internal => "server_error",
         }
     }
 }
+
+/// The description of [`TokenError::unusable_code`] (RFC 6749 §5.2's own
+/// list for `invalid_grant`).
+const UNUSABLE_CODE: &str =
+    "authorization code is invalid, has expired, or was not issued to this client";
 
 /// An error response of the token endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,14 +149,22 @@ pub enum TokenError {
         description: Cow<'static, str>,
         reason: Reason,
     },
+    /// RFC 8707 §2 `invalid_target`: "The requested resource is invalid,
+    /// missing, unknown, or malformed." Here: the `resource` the grant
+    /// carries is not within the client's registered audience.
+    InvalidTarget { description: Cow<'static, str> },
     /// RFC 6749 §5.2 `unsupported_grant_type`: "The authorization grant type
     /// is not supported by the authorization server."
     UnsupportedGrantType { description: Cow<'static, str> },
-    /// Too many failed client authentications for this client or from this
-    /// address in the current window: 429 with `Retry-After`, `error`
-    /// `invalid_client` (the client cannot authenticate now; RFC 6749 has no
-    /// code of its own for this). The request was not evaluated.
-    AuthRateLimited { retry_after: std::time::Duration },
+    /// Too many failed client authentications from this address in the
+    /// current window: 429 with `Retry-After`, `error` `invalid_client` (the
+    /// client cannot authenticate now; RFC 6749 has no code of its own for
+    /// this), and `WWW-Authenticate` when the client used the header, as
+    /// for any `invalid_client`. The request was not evaluated.
+    AuthRateLimited {
+        retry_after: std::time::Duration,
+        used_authorization_header: bool,
+    },
     /// The code store did not answer in time: 503 with `Retry-After`. Not an
     /// RFC 6749 code; the body uses `temporarily_unavailable` (RFC 6749
     /// §4.1.2.1's code for the same condition at the authorization endpoint).
@@ -159,11 +189,26 @@ impl TokenError {
         }
     }
 
+    /// The one answer for a code this client cannot use and must learn
+    /// nothing about: unknown, expired, malformed, issued to another client,
+    /// or already redeemed by someone else. `reason` keeps the difference
+    /// for logs and metrics.
+    pub fn unusable_code(reason: Reason) -> Self {
+        Self::invalid_grant(reason, UNUSABLE_CODE)
+    }
+
+    /// Seconds a 429 asks the client to wait: the time left, rounded up, so
+    /// that a client never retries while still limited.
+    pub fn retry_after_secs(retry_after: std::time::Duration) -> u64 {
+        (retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)).max(1)
+    }
+
     pub fn reason(&self) -> Reason {
         match self {
             Self::InvalidRequest { reason, .. }
             | Self::InvalidClient { reason, .. }
             | Self::InvalidGrant { reason, .. } => *reason,
+            Self::InvalidTarget { .. } => Reason::TargetNotAllowed,
             Self::UnsupportedGrantType { .. } => Reason::UnsupportedGrantType,
             Self::AuthRateLimited { .. } => Reason::AuthRateLimited,
             Self::Unavailable => Reason::StoreUnavailable,
@@ -177,6 +222,7 @@ impl TokenError {
             Self::InvalidRequest { .. } => "invalid_request",
             Self::InvalidClient { .. } | Self::AuthRateLimited { .. } => "invalid_client",
             Self::InvalidGrant { .. } => "invalid_grant",
+            Self::InvalidTarget { .. } => "invalid_target",
             Self::UnsupportedGrantType { .. } => "unsupported_grant_type",
             Self::Unavailable => "temporarily_unavailable",
             Self::ServerError => "server_error",
@@ -189,9 +235,10 @@ impl TokenError {
             Self::InvalidRequest { description, .. }
             | Self::InvalidClient { description, .. }
             | Self::InvalidGrant { description, .. }
+            | Self::InvalidTarget { description }
             | Self::UnsupportedGrantType { description } => description,
             Self::AuthRateLimited { .. } => {
-                "too many failed client authentications for this client or from this address; retry after the time in Retry-After"
+                "too many failed client authentications from this address; retry after the time in Retry-After"
             }
             Self::Unavailable => "the authorization code store is not answering; retry shortly",
             Self::ServerError => {
@@ -208,3 +255,28 @@ impl std::fmt::Display for TokenError {
 }
 
 impl std::error::Error for TokenError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The metrics index their counters by `reason as usize`: `ALL` must
+    /// list every reason in declaration order.
+    #[test]
+    fn all_reasons_are_listed_in_order() {
+        for (i, reason) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, i, "{reason:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_rounds_up() {
+        use std::time::Duration;
+        assert_eq!(
+            TokenError::retry_after_secs(Duration::from_millis(9_001)),
+            10
+        );
+        assert_eq!(TokenError::retry_after_secs(Duration::from_secs(9)), 9);
+        assert_eq!(TokenError::retry_after_secs(Duration::ZERO), 1);
+    }
+}

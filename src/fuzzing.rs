@@ -70,14 +70,21 @@ pub fn form(input: &[u8]) {
     assert_unknown_parameters_ignored(input, &Ok(copy(&form)));
     for (name, value) in values {
         if value.is_some() {
-            let repeated = [input, b"&", name.as_bytes(), b"=x"].concat();
-            let refused = TokenForm::parse(&repeated);
-            assert!(
-                refused.is_err_and(
-                    |e| e.code() == "invalid_request" && e.description().contains("repeated")
-                ),
-                "a recognized parameter sent twice is refused as repeated"
-            );
+            // After the value, and as an empty copy before it: `code=&code=x`
+            // repeats `code` as much as `code=a&code=b` (security review,
+            // finding 7).
+            for repeated in [
+                [input, b"&", name.as_bytes(), b"=x"].concat(),
+                [name.as_bytes(), b"=&", input].concat(),
+            ] {
+                let refused = TokenForm::parse(&repeated);
+                assert!(
+                    refused.is_err_and(
+                        |e| e.code() == "invalid_request" && e.description().contains("repeated")
+                    ),
+                    "a recognized parameter sent twice is refused as repeated, even when one copy is empty"
+                );
+            }
         }
     }
 
@@ -300,6 +307,8 @@ pub fn code_record(input: &[u8]) {
         "a verifier that does not answer the challenge is refused"
     );
 
+    check_resource_properties(&record);
+
     match method {
         ChallengeMethod::Plain => match CodeVerifier::parse(record.code_challenge.clone()) {
             Ok(itself) => {
@@ -333,6 +342,58 @@ pub fn code_record(input: &[u8]) {
                 );
             }
         }
+    }
+}
+
+/// RFC 8707 as [`record::check_resource`] applies it (security review,
+/// finding 3): no `resource` always passes; a `resource` passes against a
+/// client registered for exactly its URIs when it is a non-empty set
+/// (no empty URI, none twice), and never against a client with none, nor
+/// one missing any of its URIs.
+fn check_resource_properties(record: &CodeRecord) {
+    use crate::record::{check_resource, Resource, TargetMismatch};
+    assert_eq!(
+        check_resource(None, &[]),
+        Ok(()),
+        "no resource means the client's audience"
+    );
+    let Some(resource) = &record.resource else {
+        return;
+    };
+    let uris: Vec<String> = match resource {
+        Resource::One(one) => vec![one.clone()],
+        Resource::Many(many) => many.clone(),
+    };
+    let own: Vec<String> = uris.iter().filter(|u| !u.is_empty()).cloned().collect();
+    let distinct = uris
+        .iter()
+        .enumerate()
+        .all(|(i, u)| !uris.iter().take(i).any(|earlier| earlier == u));
+    let verdict = check_resource(Some(resource), &own);
+    if uris.is_empty() || uris.iter().any(String::is_empty) {
+        assert_eq!(
+            verdict,
+            Err(TargetMismatch::Empty),
+            "an empty resource, or an empty URI in it, is refused"
+        );
+    } else if !distinct {
+        assert_eq!(
+            verdict,
+            Err(TargetMismatch::Repeated),
+            "a URI twice is refused"
+        );
+    } else {
+        assert_eq!(verdict, Ok(()), "a set of the client's own URIs passes");
+        assert!(
+            check_resource(Some(resource), &[]).is_err(),
+            "a client without resource indicators gets none"
+        );
+        let fewer = own.get(1..).unwrap_or_default();
+        assert_eq!(
+            check_resource(Some(resource), fewer),
+            Err(TargetMismatch::NotAllowed),
+            "a URI the client is not registered for is refused"
+        );
     }
 }
 
@@ -480,9 +541,16 @@ fn check_request(request: &TokenRequest, form: &TokenForm) {
         Some(request.code.as_str()) == form.code.as_deref(),
         "the code is the form's"
     );
-    assert!(
-        record::is_well_formed_code(request.code.as_str()),
-        "an accepted code is well-formed"
+    let code = request.code.as_str();
+    let in_contract = !code.is_empty()
+        && code.len() <= record::MAX_CODE_LEN
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+    assert_eq!(
+        request.code.is_well_formed(),
+        in_contract,
+        "a code is well-formed exactly when it is 1 to 512 unreserved characters (the store is asked only then)"
     );
     let verifier = request.verifier.as_str();
     assert!(

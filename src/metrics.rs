@@ -28,6 +28,10 @@ pub struct Metrics {
     pub store_duration: Histogram,
     pub signing_duration: Histogram,
     pub store_errors: IntCounter,
+    /// Failed secret checks per registered confidential client: the
+    /// per-client signal of [`crate::abuse`], an alert and not a refusal.
+    /// Its label values are registered client ids only.
+    client_auth_failures: IntCounterVec,
     /// Token requests being answered right now (body read to response).
     pub in_flight: IntGauge,
     /// When the access-token signing key was made (its file's modification
@@ -149,6 +153,17 @@ impl Metrics {
                 )
                 .expect("valid"),
             ),
+            client_auth_failures: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "client_authentication_failures_total",
+                        "Failed client secret checks per registered confidential client",
+                    ),
+                    &["client_id"],
+                )
+                .expect("valid"),
+            ),
             in_flight: register(
                 &registry,
                 IntGauge::new(
@@ -166,6 +181,21 @@ impl Metrics {
     pub fn watch_connections(&self, connections: &crate::store::ConnectionMetrics) {
         register(&self.registry, connections.open.clone());
         register(&self.registry, connections.opened.clone());
+    }
+
+    /// Start the per-client failure counters at 0 for these (registered,
+    /// confidential) clients, so that `rate()` sees their first failure.
+    pub fn watch_clients<'a>(&self, client_ids: impl IntoIterator<Item = &'a str>) {
+        for id in client_ids {
+            self.client_auth_failures.with_label_values(&[id]);
+        }
+    }
+
+    /// One failed secret check of the registered client `client_id`.
+    pub fn client_auth_failure(&self, client_id: &str) {
+        self.client_auth_failures
+            .with_label_values(&[client_id])
+            .inc();
     }
 
     pub fn record(&self, reason: Reason) {
@@ -201,6 +231,12 @@ mod tests {
         assert!(text.contains("token_endpoint_signing_key_created_timestamp_seconds"));
         #[cfg(target_os = "linux")]
         assert!(text.contains("process_resident_memory_bytes"), "{text}");
+        m.watch_clients(["backend"]);
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(
+            text.contains(r#"client_authentication_failures_total{client_id="backend"} 0"#),
+            "{text}"
+        );
         m.watch_connections(&crate::store::ConnectionMetrics::new());
         let text = String::from_utf8(m.render()).unwrap();
         assert!(text.contains("redis_connections 0"), "{text}");

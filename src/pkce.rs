@@ -84,7 +84,8 @@ impl ChallengeMethod {
     }
 }
 
-fn is_unreserved(b: u8) -> bool {
+/// RFC 3986 §2.3 `unreserved`: the characters of a verifier, and of a code.
+pub fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 

@@ -189,17 +189,117 @@ pub fn check(record: &CodeRecord, presented: &Presented<'_>) -> Result<(), Misma
     Ok(())
 }
 
-/// Whether `code` can be an authorization code at all (RFC 6749 Appendix
-/// A.11: `1*VSCHAR`), and short enough to look up.
+/// Why a record's `resource` cannot be granted to the client (RFC 8707
+/// `invalid_target`). Carries no value: the description is for a client that
+/// holds the verifier, and it must not echo what the frontend stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetMismatch {
+    /// `""` or `[]`: RFC 9068 §2.2 requires an audience.
+    Empty,
+    /// A URI that is not one of the client's resource indicators.
+    NotAllowed,
+    /// The same URI twice.
+    Repeated,
+}
+
+impl TargetMismatch {
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Empty => {
+                "the grant's resource is empty; an access token needs an audience (RFC 8707, RFC 9068 section 2.2)"
+            }
+            Self::NotAllowed => {
+                "the grant's resource names a URI outside this client's registered audience (RFC 8707 section 2)"
+            }
+            Self::Repeated => "the grant's resource lists the same URI twice (RFC 8707 section 2)",
+        }
+    }
+}
+
+/// RFC 8707: a record's `resource` may only narrow the client's audience. It
+/// is absent (the token gets the client's whole `audience`), or a non-empty
+/// set of URIs, each one of `allowed` (the client's resource indicators),
+/// none twice. Checked in that order: empty, then not allowed, then twice. The frontend passes through what the client asked for at
+/// `/authorize` without knowing the registry: this is where a client asking
+/// for another API's tokens is stopped.
+pub fn check_resource(
+    resource: Option<&Resource>,
+    allowed: &[String],
+) -> Result<(), TargetMismatch> {
+    let uris: &[String] = match resource {
+        None => return Ok(()),
+        Some(Resource::One(uri)) => std::slice::from_ref(uri),
+        Some(Resource::Many(uris)) => uris,
+    };
+    if uris.is_empty() || uris.iter().any(String::is_empty) {
+        return Err(TargetMismatch::Empty);
+    }
+    if !uris.iter().all(|uri| allowed.contains(uri)) {
+        return Err(TargetMismatch::NotAllowed);
+    }
+    let repeated = uris
+        .iter()
+        .enumerate()
+        .any(|(i, uri)| uris.iter().take(i).any(|earlier| earlier == uri));
+    if repeated {
+        return Err(TargetMismatch::Repeated);
+    }
+    Ok(())
+}
+
+/// Whether `code` can be an authorization code under the contract: 1 to
+/// [`MAX_CODE_LEN`] characters of RFC 3986's unreserved set
+/// (`[A-Za-z0-9-._~]`, which holds base64url). RFC 6749 Appendix A.11
+/// allows any VSCHAR, but this service derives Redis keys from the code,
+/// and a brace would move them to another Cluster slot.
 pub fn is_well_formed_code(code: &str) -> bool {
-    !code.is_empty()
-        && code.len() <= MAX_CODE_LEN
-        && code.bytes().all(|b| (0x20..=0x7e).contains(&b))
+    !code.is_empty() && code.len() <= MAX_CODE_LEN && code.bytes().all(pkce::is_unreserved)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resource_may_only_narrow_the_audience() {
+        let allowed = vec!["https://a.test".to_string(), "https://b.test".to_string()];
+        let one = |s: &str| Resource::One(s.into());
+        let many = |v: &[&str]| Resource::Many(v.iter().map(|s| s.to_string()).collect());
+        assert_eq!(check_resource(None, &allowed), Ok(()));
+        assert_eq!(
+            check_resource(Some(&one("https://b.test")), &allowed),
+            Ok(())
+        );
+        assert_eq!(
+            check_resource(Some(&many(&["https://b.test", "https://a.test"])), &allowed),
+            Ok(())
+        );
+        for (resource, expected) in [
+            (one(""), TargetMismatch::Empty),
+            (many(&[]), TargetMismatch::Empty),
+            (many(&[""]), TargetMismatch::Empty),
+            (one("https://c.test"), TargetMismatch::NotAllowed),
+            (one("https://A.test"), TargetMismatch::NotAllowed),
+            (
+                many(&["https://a.test", "https://c.test"]),
+                TargetMismatch::NotAllowed,
+            ),
+            (
+                many(&["https://a.test", "https://a.test"]),
+                TargetMismatch::Repeated,
+            ),
+        ] {
+            assert_eq!(
+                check_resource(Some(&resource), &allowed),
+                Err(expected),
+                "{resource:?}"
+            );
+        }
+        assert_eq!(
+            check_resource(Some(&one("https://a.test")), &[]),
+            Err(TargetMismatch::NotAllowed)
+        );
+    }
 
     /// A bad record is described by field, expectation and position, never
     /// by its values.

@@ -2,6 +2,7 @@
 //! code, mint the tokens. Data flows one way:
 //! [`TokenRequest`] -> [`Client`] -> [`CodeRecord`] -> [`Minted`] -> [`TokenResponse`].
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,10 +12,11 @@ use ring::rand::{SecureRandom, SystemRandom};
 use secrecy::ExposeSecret;
 use serde::Serialize;
 
+use crate::abuse::AuthFailureLimiter;
 use crate::clients::{Client, ClientAuth, ClientRegistry};
 use crate::error::{Reason, TokenError};
 use crate::metrics::Metrics;
-use crate::record::{Mismatch, Presented};
+use crate::record::{check_resource, Mismatch, Presented};
 use crate::request::{ClientCredentials, PresentedAuth, TokenRequest};
 use crate::store::{CodeStore, GrantMarker, TakeOutcome, TakeRequest};
 use crate::tokens::{GrantIds, TokenMinter};
@@ -41,13 +43,14 @@ impl std::fmt::Debug for TokenResponse {
 }
 
 /// Everything a redemption needs. Each worker has its own (see
-/// [`Redeemer::for_worker`]): the registry, keys and metrics are shared, the
-/// store connection is not.
+/// [`Redeemer::for_worker`]): the registry, keys, limiter and metrics are
+/// shared, the store connection is not.
 pub struct Redeemer {
     pub store: CodeStore,
     pub clients: Arc<ClientRegistry>,
     pub minter: Arc<TokenMinter>,
     pub metrics: Metrics,
+    limiter: Arc<AuthFailureLimiter>,
     rng: SystemRandom,
 }
 
@@ -57,12 +60,14 @@ impl Redeemer {
         clients: ClientRegistry,
         minter: TokenMinter,
         metrics: Metrics,
+        limiter: Arc<AuthFailureLimiter>,
     ) -> Self {
         Self {
             store,
             clients: Arc::new(clients),
             minter: Arc::new(minter),
             metrics,
+            limiter,
             rng: SystemRandom::new(),
         }
     }
@@ -76,19 +81,34 @@ impl Redeemer {
             clients: self.clients.clone(),
             minter: self.minter.clone(),
             metrics: self.metrics.clone(),
+            limiter: self.limiter.clone(),
             rng: self.rng.clone(),
         }
     }
 
-    /// Redeem one code. The caller records the outcome in the metrics, since
-    /// it also sees the requests that never get this far.
-    pub async fn redeem(&self, request: TokenRequest) -> Result<TokenResponse, TokenError> {
-        let client = self.authenticate(&request.credentials)?;
+    /// Redeem one code presented from `source` (the client's address, when
+    /// known). The caller records the outcome in the metrics, since it also
+    /// sees the requests that never get this far.
+    pub async fn redeem(
+        &self,
+        request: TokenRequest,
+        source: Option<IpAddr>,
+    ) -> Result<TokenResponse, TokenError> {
+        let client = self.authenticate(&request.credentials, source)?;
+        if !request.code.is_well_formed() {
+            tracing::info!(
+                client_id = %client.client_id,
+                "code outside the contract's character set or length: answered as unknown, the store not asked"
+            );
+            return Err(TokenError::unusable_code(Reason::MalformedCode));
+        }
         let now = unix_now();
         let [grant_id, jti] = self.random_ids()?;
         let marker = GrantMarker {
             grant_id,
-            tokens_expire_at: now + client.access_token_lifetime.as_secs(),
+            tokens_expire_at: now + client.longest_token_lifetime().as_secs(),
+            client_id: client.client_id.clone(),
+            verifier_digest: request.verifier.s256_challenge().to_owned(),
         };
         let take = TakeRequest {
             code: request.code.as_str(),
@@ -107,13 +127,29 @@ impl Redeemer {
             .observe(started.elapsed().as_secs_f64());
         let record = match outcome {
             Ok(TakeOutcome::Taken(record)) => record,
-            Ok(other) => return Err(self.refuse(other, client).await),
+            Ok(other) => return Err(self.refuse(other, client, &request).await),
             Err(e) => {
                 self.metrics.store_errors.inc();
                 tracing::error!(error = %e, "code store failed");
                 return Err(TokenError::Unavailable);
             }
         };
+        if let Err(mismatch) = check_resource(record.resource.as_ref(), &client.resource_indicators)
+        {
+            // Nothing is issued; the record is consumed (no request could
+            // ever redeem it), and its used marker goes so that a retry is
+            // an unknown code, not a replay.
+            self.store.forget_take(request.code.as_str()).await;
+            tracing::warn!(
+                security_event = "resource_not_allowed",
+                client_id = %client.client_id,
+                ?mismatch,
+                "the grant names a resource outside the client's audience: no tokens issued, code consumed"
+            );
+            return Err(TokenError::InvalidTarget {
+                description: mismatch.description().into(),
+            });
+        }
 
         let started = Instant::now();
         let ids = GrantIds {
@@ -143,15 +179,21 @@ impl Redeemer {
     }
 
     /// RFC 6749 §3.2.1 and §2.3.1: the client exists and proved its identity
-    /// the way it is registered to.
-    fn authenticate(&self, credentials: &ClientCredentials) -> Result<&Arc<Client>, TokenError> {
+    /// the way it is registered to, within the failed-authentication limits
+    /// (see [`crate::abuse`] for what counts and why).
+    fn authenticate(
+        &self,
+        credentials: &ClientCredentials,
+        source: Option<IpAddr>,
+    ) -> Result<&Arc<Client>, TokenError> {
         let used_header = credentials.method == PresentedAuth::Basic;
-        let fail = |reason: Reason, description: &'static str| {
+        let fail = |reason: Reason, description: &'static str, guess: bool| {
             tracing::warn!(
                 security_event = "client_authentication_failed",
                 client_registered = reason == Reason::AuthFailed,
                 method = ?credentials.method,
                 reason = reason.as_str(),
+                counted = guess,
                 "{description}"
             );
             TokenError::InvalidClient {
@@ -160,8 +202,36 @@ impl Redeemer {
                 used_authorization_header: used_header,
             }
         };
-        let Some(client) = self.clients.get(&credentials.client_id) else {
-            return Err(fail(Reason::UnknownClient, "unknown client"));
+        let client = self.clients.get(&credentials.client_id);
+        // A request that offers a secret, or names no registered client, is
+        // refused unread once its address is over the limit: a limited
+        // guesser learns nothing, right or wrong. A public client's request
+        // without a secret has nothing to guess and is never refused here.
+        if credentials.secret.is_some() || client.is_none() {
+            if let Some(address) = source {
+                if let Err(retry_after) = self.limiter.check(address, Instant::now()) {
+                    tracing::warn!(
+                        security_event = "client_authentication_rate_limited",
+                        client_id = client.map_or("<unregistered>", |c| c.client_id.as_str()),
+                        source = %address,
+                        retry_after_secs = TokenError::retry_after_secs(retry_after),
+                        "too many failed client authentications from this address; request refused unread"
+                    );
+                    return Err(TokenError::AuthRateLimited {
+                        retry_after,
+                        used_authorization_header: used_header,
+                    });
+                }
+            }
+        }
+        let count_against_source = || {
+            if let Some(address) = source {
+                self.limiter.record_address_failure(address, Instant::now());
+            }
+        };
+        let Some(client) = client else {
+            count_against_source();
+            return Err(fail(Reason::UnknownClient, "unknown client", true));
         };
         let secret = credentials.secret.as_ref().map(|s| s.expose_secret());
         match (&client.auth, credentials.method, secret) {
@@ -169,43 +239,64 @@ impl Redeemer {
             (ClientAuth::SecretBasic(hash), PresentedAuth::Basic, Some(secret))
             | (ClientAuth::SecretPost(hash), PresentedAuth::Post, Some(secret)) => {
                 if hash.matches(secret) {
-                    Ok(client)
-                } else {
-                    Err(fail(Reason::AuthFailed, "client authentication failed"))
+                    return Ok(client);
                 }
+                count_against_source();
+                self.metrics.client_auth_failure(&client.client_id);
+                if self
+                    .limiter
+                    .record_client_failure(&client.client_id, Instant::now())
+                {
+                    tracing::warn!(
+                        security_event = "client_secret_guessing",
+                        client_id = %client.client_id,
+                        "failed secret checks of this client reached the alert threshold in this window; \
+                         it is not refused (that would lock it out for everyone): see docs/security.md"
+                    );
+                }
+                Err(fail(Reason::AuthFailed, "client authentication failed", true))
             }
             (ClientAuth::None, _, _) => Err(fail(
                 Reason::AuthFailed,
                 "this client is public (token_endpoint_auth_method none) and must not send a secret",
+                false,
             )),
             (ClientAuth::SecretBasic(_), _, _) => Err(fail(
                 Reason::AuthFailed,
                 "this client must authenticate with HTTP Basic (client_secret_basic)",
+                false,
             )),
             (ClientAuth::SecretPost(_), _, _) => Err(fail(
                 Reason::AuthFailed,
                 "this client must authenticate with client_secret in the body (client_secret_post)",
+                false,
             )),
         }
     }
 
     /// Turn a take that found no redeemable code into the client's answer,
-    /// logging the precise reason on the way.
-    async fn refuse(&self, outcome: TakeOutcome, client: &Client) -> TokenError {
+    /// logging the precise reason on the way. Whatever could tell a stranger
+    /// that the code exists (issued to another client, redeemed by someone
+    /// else) is answered like an unknown code.
+    async fn refuse(
+        &self,
+        outcome: TakeOutcome,
+        client: &Client,
+        request: &TokenRequest,
+    ) -> TokenError {
         let client_id = client.client_id.as_str();
         match outcome {
             TakeOutcome::Taken(_) => TokenError::ServerError,
-            TakeOutcome::Unknown => TokenError::invalid_grant(
-                Reason::UnknownCode,
-                "authorization code is invalid or has expired",
-            ),
-            TakeOutcome::Replayed(marker) => {
+            TakeOutcome::Unknown => TokenError::unusable_code(Reason::UnknownCode),
+            TakeOutcome::Replayed(marker)
+                if marker.is_owned_by(client_id, request.verifier.s256_challenge()) =>
+            {
                 self.metrics.code_replays.inc();
                 tracing::warn!(
                     security_event = "code_replay",
                     client_id,
                     grant_id = %marker.grant_id,
-                    "authorization code redeemed a second time; revoking the grant it produced"
+                    "authorization code redeemed a second time by its owner; revoking the grant it produced"
                 );
                 let ttl = marker.ttl(unix_now());
                 if let Err(e) = self.store.revoke_grant(&marker.grant_id, ttl).await {
@@ -217,6 +308,16 @@ impl Redeemer {
                     "authorization code has already been redeemed; the tokens issued for it are revoked",
                 )
             }
+            TakeOutcome::Replayed(marker) => {
+                tracing::warn!(
+                    security_event = "foreign_code_replay",
+                    client_id,
+                    same_client = marker.client_id == client_id,
+                    grant_id = %marker.grant_id,
+                    "a redeemed code presented by someone who is not its owner (another client, or without the owner's verifier): answered as unknown, nothing revoked"
+                );
+                TokenError::unusable_code(Reason::ForeignReplay)
+            }
             TakeOutcome::BadRecord(bad) => {
                 tracing::error!(client_id, reason = %bad, "unreadable code record: the login frontend broke the contract");
                 TokenError::invalid_grant(
@@ -225,30 +326,27 @@ impl Redeemer {
                 )
             }
             TakeOutcome::Mismatch(mismatch) => {
-                let (reason, description) = match mismatch {
-                    Mismatch::Client => (
-                        Reason::ClientMismatch,
-                        "authorization code was issued to another client",
-                    ),
-                    Mismatch::RedirectUri => (
+                let error = match mismatch {
+                    Mismatch::Client => TokenError::unusable_code(Reason::ClientMismatch),
+                    Mismatch::RedirectUri => TokenError::invalid_grant(
                         Reason::RedirectMismatch,
                         "redirect_uri does not match the one of the authorization request",
                     ),
-                    Mismatch::PlainNotAllowed => (
+                    Mismatch::PlainNotAllowed => TokenError::invalid_grant(
                         Reason::PlainNotAllowed,
                         "authorization code uses the plain PKCE method, which this client may not use",
                     ),
-                    Mismatch::Pkce => (
+                    Mismatch::Pkce => TokenError::invalid_grant(
                         Reason::PkceMismatch,
                         "code_verifier does not match the code_challenge (RFC 7636 section 4.6)",
                     ),
                 };
                 tracing::info!(
                     client_id,
-                    reason = reason.as_str(),
+                    reason = error.reason().as_str(),
                     "redemption refused; the code stays redeemable"
                 );
-                TokenError::invalid_grant(reason, description)
+                error
             }
         }
     }

@@ -9,7 +9,7 @@ use secrecy::SecretString;
 
 use crate::error::{Reason, TokenError};
 use crate::pkce::CodeVerifier;
-use crate::record::{is_well_formed_code, MAX_CODE_LEN};
+use crate::record::is_well_formed_code;
 
 /// The parameters of a token request this service reads. Others are ignored
 /// (RFC 6749 §3.2: "The authorization server MUST ignore unrecognized
@@ -32,6 +32,9 @@ impl TokenForm {
     /// - Percent-decoded bytes must be UTF-8.
     pub fn parse(body: &[u8]) -> Result<Self, TokenError> {
         let mut form = Self::default();
+        // One bit per recognized parameter, set on its first occurrence even
+        // when empty: `code=&code=x` repeats `code` as much as `code=a&code=b`.
+        let mut seen = 0u8;
         for pair in body.split(|&b| b == b'&') {
             if pair.is_empty() {
                 continue;
@@ -40,20 +43,21 @@ impl TokenForm {
             let name = halves.next().unwrap_or_default();
             let value = halves.next().unwrap_or_default();
             let name = decode_component(name)?;
-            let slot = match name.as_ref() {
-                "grant_type" => &mut form.grant_type,
-                "code" => &mut form.code,
-                "redirect_uri" => &mut form.redirect_uri,
-                "client_id" => &mut form.client_id,
-                "client_secret" => &mut form.client_secret,
-                "code_verifier" => &mut form.code_verifier,
+            let (bit, slot) = match name.as_ref() {
+                "grant_type" => (1, &mut form.grant_type),
+                "code" => (2, &mut form.code),
+                "redirect_uri" => (4, &mut form.redirect_uri),
+                "client_id" => (8, &mut form.client_id),
+                "client_secret" => (16, &mut form.client_secret),
+                "code_verifier" => (32, &mut form.code_verifier),
                 _ => continue,
             };
-            if slot.is_some() {
+            if seen & bit != 0 {
                 return Err(TokenError::invalid_request(format!(
                     "parameter {name} is repeated (RFC 6749 section 3.2: parameters MUST NOT be included more than once)"
                 )));
             }
+            seen |= bit;
             let value = decode_component(value)?;
             if !value.is_empty() {
                 *slot = Some(value.into_owned());
@@ -110,12 +114,30 @@ fn decode_component(raw: &[u8]) -> Result<Cow<'_, str>, TokenError> {
         .map_err(|_| not_utf8())
 }
 
-/// An authorization code as presented: well-formed, otherwise unchecked.
-pub struct AuthCode(String);
+/// An authorization code as presented, and whether it can be one at all.
+pub struct AuthCode {
+    value: String,
+    /// Within the contract's character set and length
+    /// ([`is_well_formed_code`]). A code outside it was never issued: it is
+    /// answered like an unknown code without asking the store (in Redis
+    /// Cluster a brace in it would even split its keys over two slots).
+    well_formed: bool,
+}
 
 impl AuthCode {
+    pub fn new(value: String) -> Self {
+        Self {
+            well_formed: is_well_formed_code(&value),
+            value,
+        }
+    }
+
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.value
+    }
+
+    pub fn is_well_formed(&self) -> bool {
+        self.well_formed
     }
 }
 
@@ -168,11 +190,6 @@ impl TokenRequest {
         let code = form
             .code
             .ok_or_else(|| TokenError::invalid_request("code is required"))?;
-        if !is_well_formed_code(&code) {
-            return Err(TokenError::invalid_request(format!(
-                "code must be 1 to {MAX_CODE_LEN} printable ASCII characters (RFC 6749 Appendix A.11)"
-            )));
-        }
         let verifier = form.code_verifier.ok_or_else(|| {
             TokenError::invalid_request(
                 "code_verifier is required: this server requires PKCE (RFC 7636) for every authorization code",
@@ -185,7 +202,7 @@ impl TokenRequest {
         let credentials = client_credentials(form.client_id, form.client_secret, authorization)?;
         Ok(Self {
             credentials,
-            code: AuthCode(code),
+            code: AuthCode::new(code),
             redirect_uri: form.redirect_uri,
             verifier,
         })
@@ -289,9 +306,16 @@ mod tests {
 
     #[test]
     fn repeated_parameter_is_invalid_request() {
-        let err = form("code=a&code=b").unwrap_err();
-        assert_eq!(err.code(), "invalid_request");
-        assert!(err.description().contains("code is repeated"));
+        for body in [
+            "code=a&code=b",
+            "code=&code=b",
+            "code=a&code=",
+            "code&code=b",
+        ] {
+            let err = form(body).unwrap_err();
+            assert_eq!(err.code(), "invalid_request", "{body}");
+            assert!(err.description().contains("code is repeated"), "{body}");
+        }
     }
 
     #[test]

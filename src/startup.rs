@@ -14,12 +14,14 @@ use serde_json::json;
 
 use crate::abuse::AuthFailureLimiter;
 use crate::clients::ClientRegistry;
-use crate::config::{ConfigError, Settings, StoreSettings};
+use crate::config::{ConfigError, DevEndpoints, Settings, StoreSettings};
 use crate::http::{request_id, routes, AppState};
 use crate::metrics::Metrics;
 use crate::redeem::Redeemer;
 use crate::store::{CodeStore, MemoryStore, RedisSettings, RedisStore};
-use crate::tokens::keys::{alg_name, verification_key_from_pem_file, SigningKey};
+use crate::tokens::keys::{
+    alg_name, is_private_key_file, verification_key_from_pem_file, SigningKey,
+};
 use crate::tokens::{ring_provider, TokenMinter};
 
 /// Why the service could not start. Each names the setting at fault.
@@ -62,7 +64,7 @@ impl Application {
         settings: &Settings,
     ) -> Result<Self, StartupError> {
         let port = listener.local_addr().map_err(StartupError::Bind)?.port();
-        let dev_codes = matches!(state.redeemer.store, CodeStore::Memory(_));
+        let dev = state.dev_endpoints;
         let draining = state.draining.clone();
         // The factory runs once on each worker thread: each worker's state
         // (and so its Redis connection) lives on that worker's runtime.
@@ -70,7 +72,7 @@ impl Application {
             App::new()
                 .wrap(from_fn(request_id))
                 .app_data(web::Data::new(state.for_worker()))
-                .configure(|cfg| routes(cfg, dev_codes))
+                .configure(|cfg| routes(cfg, dev))
         })
         .workers(settings.workers)
         // The connection cap is per worker in actix.
@@ -184,6 +186,12 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, ConfigError> {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ConfigError::new("TOKEN_ENDPOINT_SIGNING_KEYS", e.to_string()))?
     };
+    for path in &settings.verification_keys {
+        // A private key kept for verification is a private key all the same.
+        if is_private_key_file(path) {
+            warn_if_exposed(path);
+        }
+    }
     let verification = settings
         .verification_keys
         .iter()
@@ -208,7 +216,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, ConfigError> {
 
     let store = match &settings.store {
         StoreSettings::Embedded => {
-            tracing::warn!("no TOKEN_ENDPOINT_REDIS_URL: codes live in this process only (embedded store); run a single replica, and use POST /dev/codes to issue codes");
+            tracing::warn!("no TOKEN_ENDPOINT_REDIS_URL: codes live in this process only (embedded store); run a single replica");
             let store = MemoryStore::new();
             store.spawn_sweeper(Duration::from_secs(1));
             CodeStore::Memory(store)
@@ -242,6 +250,13 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, ConfigError> {
 
     let access_key = minter.access_token_key();
     let metrics = Metrics::new(store.kind(), access_key.kid(), alg_name(access_key.alg()));
+    metrics.watch_clients(
+        clients
+            .iter()
+            .filter(|c| c.is_confidential())
+            .map(|c| c.client_id.as_str()),
+    );
+    warn_about_settings(settings);
     if let Some(connections) = store.connection_metrics() {
         metrics.watch_connections(connections);
     }
@@ -283,20 +298,44 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, ConfigError> {
     .unwrap_or_default()
     .into();
 
+    let limiter = Arc::new(AuthFailureLimiter::new(settings.limits.auth));
+    limiter.spawn_sweeper(Duration::from_secs(10));
     Ok(AppState {
-        redeemer: Redeemer::new(store, clients, minter, metrics),
+        redeemer: Redeemer::new(store, clients, minter, metrics, limiter),
+        dev_endpoints: settings.dev_endpoints,
         max_body_bytes: settings.max_body_bytes,
         jwks,
         discovery,
         draining: Arc::new(AtomicBool::new(false)),
         client_timeout: settings.limits.client_timeout,
-        auth_limiter: Arc::new(AuthFailureLimiter::new(settings.limits.auth)),
         client_address_header: settings
             .limits
             .client_address_header
             .as_deref()
             .and_then(|name| HeaderName::from_bytes(name.as_bytes()).ok()),
     })
+}
+
+/// Settings that are allowed but dangerous, said once at start-up.
+fn warn_about_settings(settings: &Settings) {
+    match settings.dev_endpoints {
+        DevEndpoints::Off => {}
+        DevEndpoints::Demo => tracing::info!(
+            "zero-configuration demo: POST /dev/codes issues codes for the demo clients (mounted only in this demo)"
+        ),
+        DevEndpoints::OptIn => tracing::warn!(
+            "TOKEN_ENDPOINT_DEV_ENDPOINTS=on: POST /dev/codes is mounted and mints a code for ANY client and subject without a login. \
+             Anyone who reaches this port can get tokens signed by this service's key. Never expose it"
+        ),
+    }
+    if !settings.bind.ip().is_loopback() && settings.limits.client_address_header.is_none() {
+        tracing::warn!(
+            bind = %settings.bind,
+            "listening beyond loopback without TOKEN_ENDPOINT_CLIENT_ADDRESS_HEADER: failed client authentications are limited per TCP peer. \
+             Behind a load balancer or ingress every request comes from its address, and one guesser would lock out every client; \
+             set TOKEN_ENDPOINT_CLIENT_ADDRESS_HEADER to the header it sets (for example X-Forwarded-For)"
+        );
+    }
 }
 
 /// Warn when a private key file is open to others: any permission for

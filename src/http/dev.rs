@@ -1,6 +1,8 @@
 //! `POST /dev/codes`: the embedded default's stand-in for a login frontend,
-//! so the walk-through works without Redis. Mounted only on the embedded
-//! store; with Redis the frontend (or `token-endpoint issue-code`) writes codes.
+//! so the walk-through works without Redis. It mints a code for any client
+//! and subject, so it is mounted only in the zero-configuration demo or on
+//! explicit request, never with Redis ([`crate::config::DevEndpoints`]);
+//! otherwise the frontend (or `token-endpoint issue-code`) writes codes.
 
 use std::time::Duration;
 
@@ -8,12 +10,19 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use super::AppState;
+use crate::config::DevEndpoints;
 use crate::frontend::{issue_code as issue, Grant};
 
 /// Lifetime of a code issued here: the contract's recommended 60 s.
 const DEV_CODE_TTL: Duration = Duration::from_secs(60);
 
 pub async fn issue_code(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+    if state.dev_endpoints == DevEndpoints::OptIn {
+        tracing::warn!(
+            security_event = "dev_code_issued",
+            "POST /dev/codes used: a code was minted without any login (TOKEN_ENDPOINT_DEV_ENDPOINTS=on)"
+        );
+    }
     let grant: Grant = if body.is_empty() {
         Grant::new("demo", "alice", "openid profile")
     } else {

@@ -17,7 +17,7 @@ use actix_web::web;
 
 pub use self::request_id::{request_id, X_REQUEST_ID};
 pub use self::response::error_response;
-use crate::abuse::AuthFailureLimiter;
+use crate::config::DevEndpoints;
 use crate::redeem::Redeemer;
 
 /// What a worker serves from. Built once at start-up; each worker gets its
@@ -34,8 +34,8 @@ pub struct AppState {
     pub draining: Arc<AtomicBool>,
     /// How long a client may take to send its body.
     pub client_timeout: Duration,
-    /// Shared by the workers.
-    pub auth_limiter: Arc<AuthFailureLimiter>,
+    /// Whether `/dev/*` is mounted, and why.
+    pub dev_endpoints: DevEndpoints,
     /// See [`crate::config::Limits::client_address_header`].
     pub client_address_header: Option<HeaderName>,
 }
@@ -49,14 +49,14 @@ impl AppState {
             discovery: self.discovery.clone(),
             draining: self.draining.clone(),
             client_timeout: self.client_timeout,
-            auth_limiter: self.auth_limiter.clone(),
+            dev_endpoints: self.dev_endpoints,
             client_address_header: self.client_address_header.clone(),
         }
     }
 }
 
-/// Every route of the service.
-pub fn routes(cfg: &mut web::ServiceConfig, dev_codes: bool) {
+/// Every route of the service; `/dev/*` only when `dev` says so.
+pub fn routes(cfg: &mut web::ServiceConfig, dev: DevEndpoints) {
     cfg.service(
         web::resource("/oauth/token")
             .route(web::post().to(token::token))
@@ -70,7 +70,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, dev_codes: bool) {
     .route("/livez", web::get().to(ops::livez))
     .route("/readyz", web::get().to(ops::readyz))
     .route("/metrics", web::get().to(ops::metrics));
-    if dev_codes {
+    if dev != DevEndpoints::Off {
         cfg.route("/dev/codes", web::post().to(dev::issue_code));
     }
     cfg.default_service(web::to(response::not_found));

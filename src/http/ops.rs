@@ -23,7 +23,12 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         CodeStore::Memory(_) => HttpResponse::Ok().body("ready\n"),
         CodeStore::Redis(redis) => match redis.ping().await {
             Ok(()) => HttpResponse::Ok().body("ready\n"),
-            Err(e) => HttpResponse::ServiceUnavailable().body(format!("not ready: {e}\n")),
+            // The detail (Redis' address and error) goes to the log, not to
+            // an unauthenticated caller.
+            Err(e) => {
+                tracing::warn!(error = %e, "not ready: the code store does not answer");
+                HttpResponse::ServiceUnavailable().body("not ready\n")
+            }
         },
     }
 }

@@ -34,7 +34,8 @@ struct ErrorBody<'a> {
 /// RFC 6749 §5.2: 400 with a JSON body, except `invalid_client` (401, with
 /// `WWW-Authenticate` when the client used the Authorization header), a
 /// body over the limit (413), a body too slow to arrive (408), too many
-/// failed client authentications (429 + `Retry-After`), an unavailable store
+/// failed client authentications (429 + `Retry-After`, and
+/// `WWW-Authenticate` as for any `invalid_client`), an unavailable store
 /// (503 + `Retry-After`) and a defect (500).
 pub fn error_response(error: &TokenError) -> HttpResponse {
     let status = match error {
@@ -61,6 +62,10 @@ pub fn error_response(error: &TokenError) -> HttpResponse {
         TokenError::InvalidClient {
             used_authorization_header: true,
             ..
+        }
+        | TokenError::AuthRateLimited {
+            used_authorization_header: true,
+            ..
         } => {
             response.insert_header((
                 header::WWW_AUTHENTICATE,
@@ -70,12 +75,13 @@ pub fn error_response(error: &TokenError) -> HttpResponse {
         TokenError::Unavailable => {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
         }
-        TokenError::AuthRateLimited { retry_after } => {
-            // Whole seconds, rounded up: never "retry now" while still limited.
-            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-            response.insert_header((header::RETRY_AFTER, secs.max(1)));
-        }
         _ => {}
+    }
+    if let TokenError::AuthRateLimited { retry_after, .. } = error {
+        response.insert_header((
+            header::RETRY_AFTER,
+            TokenError::retry_after_secs(*retry_after),
+        ));
     }
     let body = ErrorBody {
         error: error.code(),

@@ -38,33 +38,8 @@ pub async fn token(
             .get(header::AUTHORIZATION)
             .map(|v| v.as_bytes());
         let token_request = TokenRequest::from_form(form, authorization)?;
-        // Failed authentications are limited per registered client and per
-        // source address, before the secret is even looked at: a limited
-        // guesser learns nothing, right or wrong.
-        let address = client_address(&request, state.client_address_header.as_ref());
-        let client = state
-            .redeemer
-            .clients
-            .get(&token_request.credentials.client_id)
-            .cloned();
-        let client_id = client.as_ref().map(|c| c.client_id.as_str());
-        if let Err(retry_after) = state.auth_limiter.check(client_id, address, Instant::now()) {
-            tracing::warn!(
-                security_event = "client_authentication_rate_limited",
-                client_id = client_id.unwrap_or("<unregistered>"),
-                source = ?address,
-                retry_after_secs = retry_after.as_secs(),
-                "too many failed client authentications; request refused unread"
-            );
-            return Err(TokenError::AuthRateLimited { retry_after });
-        }
-        let result = state.redeemer.redeem(token_request).await;
-        if let Err(TokenError::InvalidClient { .. }) = &result {
-            state
-                .auth_limiter
-                .record_failure(client_id, address, Instant::now());
-        }
-        result
+        let source = client_address(&request, state.client_address_header.as_ref());
+        state.redeemer.redeem(token_request, source).await
     }
     .await;
     let response = match &result {

@@ -87,6 +87,11 @@ impl MemoryStore {
         }
     }
 
+    pub(super) fn forget_take(&self, code: &str) {
+        self.codes
+            .remove_if(code, |_, e| matches!(e.slot, Slot::Used(_)));
+    }
+
     pub(super) fn revoke_grant(&self, grant_id: &str, ttl: Duration) {
         self.revoked
             .insert(grant_id.to_owned(), Instant::now() + ttl);

@@ -33,24 +33,58 @@ pub struct TakeRequest<'a> {
 
 /// Left behind by a successful take, under the code's used-marker key, for as
 /// long as the tokens issued from the code live.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct GrantMarker {
     /// The `grant_id` claim of the tokens issued from the code.
     pub grant_id: String,
-    /// When the access token issued from the code expires (seconds since epoch).
+    /// When the last token issued from the code expires (seconds since
+    /// epoch): the access token or the ID token, whichever lives longer.
     pub tokens_expire_at: u64,
+    /// The client that redeemed the code.
+    pub client_id: String,
+    /// `BASE64URL(SHA-256(code_verifier))` of that redemption. A later
+    /// presentation of the code is the owner's replay only if it
+    /// authenticates as `client_id` and its verifier has this digest;
+    /// anyone else holding a leaked code must not be able to revoke the
+    /// grant, nor learn that the code was ever redeemed.
+    pub verifier_digest: String,
+}
+
+impl std::fmt::Debug for GrantMarker {
+    /// The digest is left out: not a secret, but no help in a log either.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrantMarker")
+            .field("grant_id", &self.grant_id)
+            .field("tokens_expire_at", &self.tokens_expire_at)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl GrantMarker {
+    /// `<grant_id> <expiry> <digest> <client_id>`: the client id last, since
+    /// it may hold spaces (RFC 6749 Appendix A.1 allows any VSCHAR).
     fn encode(&self) -> String {
-        format!("{} {}", self.grant_id, self.tokens_expire_at)
+        format!(
+            "{} {} {} {}",
+            self.grant_id, self.tokens_expire_at, self.verifier_digest, self.client_id
+        )
     }
 
+    /// A marker of this format, or of the earlier `<grant_id> <expiry>`
+    /// (written before markers named their owner: such a marker has no
+    /// owner, so no replay of it revokes anything).
     fn decode(raw: &str) -> Option<Self> {
-        let (grant_id, exp) = raw.split_once(' ')?;
+        let mut parts = raw.splitn(4, ' ');
+        let grant_id = parts.next()?.to_owned();
+        let tokens_expire_at = parts.next()?.parse().ok()?;
+        let verifier_digest = parts.next().unwrap_or_default().to_owned();
+        let client_id = parts.next().unwrap_or_default().to_owned();
         Some(Self {
-            grant_id: grant_id.to_owned(),
-            tokens_expire_at: exp.parse().ok()?,
+            grant_id,
+            tokens_expire_at,
+            client_id,
+            verifier_digest,
         })
     }
 
@@ -58,6 +92,19 @@ impl GrantMarker {
     /// as the tokens it can revoke, and at least a second.
     pub fn ttl(&self, now: u64) -> Duration {
         Duration::from_secs(self.tokens_expire_at.saturating_sub(now).max(1))
+    }
+
+    /// Whether a presentation by `client_id` with a verifier of digest
+    /// `verifier_digest` is the owner's: both match (the digest compared in
+    /// constant time).
+    pub fn is_owned_by(&self, client_id: &str, verifier_digest: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        let digest_matches: bool = self
+            .verifier_digest
+            .as_bytes()
+            .ct_eq(verifier_digest.as_bytes())
+            .into();
+        !self.verifier_digest.is_empty() && self.client_id == client_id && digest_matches
     }
 }
 
@@ -102,6 +149,18 @@ impl CodeStore {
         match self {
             Self::Memory(store) => Ok(store.take(request)),
             Self::Redis(store) => store.take(request).await,
+        }
+    }
+
+    /// Undo the used marker a successful take of `code` left, once the
+    /// record it took turns out unusable (its `resource` is not the
+    /// client's): nothing was issued, so a retry must find an unknown code,
+    /// not a replay. The record stays consumed: no request could redeem it.
+    /// Best effort: the marker expires with the tokens' lifetime anyway.
+    pub async fn forget_take(&self, code: &str) {
+        match self {
+            Self::Memory(store) => store.forget_take(code),
+            Self::Redis(store) => store.forget_take(code).await,
         }
     }
 
@@ -171,5 +230,31 @@ impl CodeStore {
             Self::Memory(_) => "embedded",
             Self::Redis(_) => "redis",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_round_trip_and_name_their_owner() {
+        let marker = GrantMarker {
+            grant_id: "g1".into(),
+            tokens_expire_at: 1_700_000_900,
+            client_id: "my client".into(),
+            verifier_digest: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
+        };
+        let decoded = GrantMarker::decode(&marker.encode()).unwrap();
+        assert_eq!(decoded, marker);
+        assert!(decoded.is_owned_by("my client", &marker.verifier_digest));
+        assert!(!decoded.is_owned_by("my", &marker.verifier_digest));
+        assert!(!decoded.is_owned_by("my client", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cX"));
+        // A marker of the earlier format has no owner.
+        let old = GrantMarker::decode("g2 1700000900").unwrap();
+        assert_eq!(old.grant_id, "g2");
+        assert!(!old.is_owned_by("", ""));
+        assert!(GrantMarker::decode("g3").is_none());
+        assert!(!format!("{marker:?}").contains("E9Mel"));
     }
 }

@@ -271,10 +271,7 @@ impl RedisStore {
                 // security event and revoke a grant never issued). Best
                 // effort: the marker expires with the tokens' lifetime.
                 Err(bad) => {
-                    let used = self.keys.used(request.code);
-                    if let Err(e) = self.bounded(conn.del::<_, ()>(used)).await {
-                        tracing::warn!(error = %e, "could not remove the used marker of a bad record");
-                    }
+                    self.forget_take(request.code).await;
                     TakeOutcome::BadRecord(bad)
                 }
                 Ok(record) => {
@@ -363,6 +360,18 @@ impl RedisStore {
                 );
                 TakeOutcome::Mismatch(mismatch)
             }
+        }
+    }
+
+    /// Remove the used marker of `code` (see [`super::CodeStore::forget_take`]).
+    pub(super) async fn forget_take(&self, code: &str) {
+        let used = self.keys.used(code);
+        let result = match self.conn().await {
+            Ok(mut conn) => self.bounded(conn.del::<_, ()>(used)).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not remove the used marker of a take that issued nothing");
         }
     }
 

@@ -146,6 +146,16 @@ pub fn verification_key_from_pem_file(path: &Path) -> Result<PublicJwk, KeyError
     }
 }
 
+/// Whether `path` is a PEM file holding a private key (of any kind), as far
+/// as its first block says; false if it cannot be read or parsed (loading
+/// it reports that).
+pub fn is_private_key_file(path: &Path) -> bool {
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| pem::parse(bytes).ok())
+        .is_some_and(|pem| pem.tag().contains("PRIVATE KEY"))
+}
+
 fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }

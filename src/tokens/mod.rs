@@ -144,7 +144,17 @@ impl TokenMinter {
         verification_only: Vec<PublicJwk>,
     ) -> Result<Self, MintError> {
         let mut published: Vec<PublicJwk> = signing.iter().map(|k| k.public.clone()).collect();
-        published.extend(verification_only);
+        // One JWK per kid: a key listed twice (as a signing key and again
+        // for verification, as a rotation half-done may leave it) would put
+        // two entries with one `kid` in the JWKS, which RFC 7517 §4.5 says
+        // should differ.
+        for key in verification_only {
+            if published.iter().any(|p| p.kid == key.kid) {
+                tracing::info!(kid = %key.kid, "a verification key is also a signing key; published once");
+            } else {
+                published.push(key);
+            }
+        }
         let mut keys = signing.into_iter().map(ActiveKey::new);
         let access = keys.next().ok_or(MintError::NoKey("access tokens"))?;
         let mut others: Vec<ActiveKey> = Vec::new();
@@ -201,7 +211,7 @@ impl TokenMinter {
     ) -> Result<Minted, MintError> {
         let access_token = self.mint_access_token(record, client, ids)?;
         let id_token = if record.is_openid() {
-            Some(self.mint_id_token(record, client, ids.now, &access_token)?)
+            Some(self.mint_id_token(record, client, ids, &access_token)?)
         } else {
             None
         };
@@ -213,7 +223,10 @@ impl TokenMinter {
     }
 
     /// The RFC 9068 access token of one grant, signed with the access-token
-    /// key whatever the client's ID-token algorithm.
+    /// key whatever the client's ID-token algorithm. Its `aud` is the
+    /// record's `resource`, which the caller has checked to be within the
+    /// client's audience ([`crate::record::check_resource`]), else the
+    /// client's whole audience.
     pub fn mint_access_token(
         &self,
         record: &CodeRecord,
@@ -244,14 +257,17 @@ impl TokenMinter {
 
     /// The ID token of one grant, signed with the key of the client's
     /// `id_token_signed_response_alg`; `access_token` is the one issued
-    /// alongside it, whose `at_hash` the ID token carries.
+    /// alongside it, whose `at_hash` the ID token carries. It carries the
+    /// grant's `grant_id` too, so that a relying party can tell a revoked
+    /// grant's ID token (README, "Replays and revocation").
     pub fn mint_id_token(
         &self,
         record: &CodeRecord,
         client: &Client,
-        now: u64,
+        ids: &GrantIds<'_>,
         access_token: &str,
     ) -> Result<String, MintError> {
+        let now = ids.now;
         let key = self
             .key_for(client.id_token_alg)
             .ok_or(MintError::NoKey(alg_name(client.id_token_alg)))?;
@@ -266,6 +282,7 @@ impl TokenMinter {
             acr: record.acr.as_deref(),
             amr: record.amr.as_deref(),
             at_hash: &at_hash(key.key.alg(), access_token),
+            grant_id: ids.grant_id,
             extra: record.claims.as_ref(),
         };
         key.sign(&key.id_header, &claims)
@@ -324,6 +341,7 @@ struct IdClaims<'a> {
     acr: Option<&'a str>,
     amr: Option<&'a [String]>,
     at_hash: &'a str,
+    grant_id: &'a str,
     extra: Option<&'a Map<String, Value>>,
 }
 
@@ -349,6 +367,7 @@ impl Serialize for IdClaims<'_> {
         }
         map.serialize_entry("azp", self.aud)?;
         map.serialize_entry("at_hash", self.at_hash)?;
+        map.serialize_entry("grant_id", self.grant_id)?;
         for (name, value) in self.extra.into_iter().flatten() {
             if !REGISTERED_CLAIMS.contains(&name.as_str()) {
                 map.serialize_entry(name, value)?;

@@ -444,3 +444,310 @@ fn a_key_file_open_to_others_is_warned_about() {
     assert_eq!(warnings(0o600), Vec::<String>::new());
     assert_eq!(warnings(0o440), Vec::<String>::new());
 }
+
+/// Run the binary with `envs` (and nothing else of this environment) until
+/// it exits, at most `within`; `None` if it was still running then (it was
+/// killed). Returns the exit status and what it wrote to stderr.
+fn run_until_exit(
+    envs: &[(&str, String)],
+    within: Duration,
+) -> Option<(std::process::ExitStatus, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("stderr.log");
+    let mut child = Command::new(BIN)
+        .env_clear()
+        .env("TOKEN_ENDPOINT_BIND", format!("127.0.0.1:{}", free_port()))
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .expect("start the binary");
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    status.map(|s| (s, std::fs::read_to_string(&log_path).unwrap()))
+}
+
+/// The environment of a production-shaped start on `redis_url`.
+fn production_env(files: &AppFiles, redis_url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("TOKEN_ENDPOINT_REDIS_URL", redis_url.into()),
+        ("TOKEN_ENDPOINT_ISSUER", ISSUER.into()),
+        (
+            "TOKEN_ENDPOINT_CLIENTS_FILE",
+            files.registry.display().to_string(),
+        ),
+        ("TOKEN_ENDPOINT_SIGNING_KEYS", files.signing_keys_env()),
+    ]
+}
+
+/// Security review, finding 7: the issuer is checked strictly. Whitespace
+/// anywhere, no host, credentials or a port that is not a number stop
+/// start-up; so does an `http://` issuer with Redis, unless
+/// `TOKEN_ENDPOINT_INSECURE_HTTP_ISSUER=allow` says it is on purpose.
+#[test]
+fn the_issuer_is_validated_strictly() {
+    let redis = RedisServer::start();
+    let files = AppFiles::new();
+    for issuer in [
+        "https://id.test ",
+        " https://id.test",
+        "https://id.test/a b",
+        "https://id.test\t",
+        "https://",
+        "https:///path",
+        "https://user:pw@id.test",
+        "https://id.test:port",
+        "https://id.test/../x",
+        "ftp://id.test",
+    ] {
+        let envs = [("TOKEN_ENDPOINT_ISSUER", issuer.to_string())];
+        let (status, stderr) = run_until_exit(&envs, Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("{issuer:?} was accepted: the service started"));
+        assert!(!status.success(), "{issuer:?}");
+        assert!(
+            stderr.contains("TOKEN_ENDPOINT_ISSUER"),
+            "{issuer:?}: {stderr}"
+        );
+    }
+    let mut envs = production_env(&files, &redis.url());
+    envs[1].1 = "http://id.test".into();
+    let (status, stderr) = run_until_exit(&envs, Duration::from_secs(10))
+        .expect("an http:// issuer with Redis was accepted: the service started");
+    assert!(!status.success());
+    assert!(
+        stderr.contains("TOKEN_ENDPOINT_ISSUER")
+            && stderr.contains("TOKEN_ENDPOINT_INSECURE_HTTP_ISSUER"),
+        "{stderr}"
+    );
+    envs.push(("TOKEN_ENDPOINT_INSECURE_HTTP_ISSUER", "allow".into()));
+    assert!(
+        run_until_exit(&envs, Duration::from_secs(3)).is_none(),
+        "with the explicit setting an http:// issuer starts"
+    );
+    envs.pop();
+    envs.push(("TOKEN_ENDPOINT_INSECURE_HTTP_ISSUER", "yes".into()));
+    let (status, stderr) = run_until_exit(&envs, Duration::from_secs(10)).expect("exits");
+    assert!(!status.success());
+    assert!(
+        stderr.contains("TOKEN_ENDPOINT_INSECURE_HTTP_ISSUER"),
+        "{stderr}"
+    );
+}
+
+/// Security review, finding 2: listening beyond loopback without
+/// `TOKEN_ENDPOINT_CLIENT_ADDRESS_HEADER` is warned about at start-up
+/// (behind a load balancer every request would seem to come from it, and
+/// the per-address limit would become global); with the header set, or on
+/// loopback, there is no warning.
+#[test]
+fn a_public_bind_without_an_address_header_is_warned_about() {
+    let warned = |bind: &str, header: Option<&str>| {
+        let mut envs = vec![("TOKEN_ENDPOINT_BIND", bind.to_string())];
+        if let Some(header) = header {
+            envs.push(("TOKEN_ENDPOINT_CLIENT_ADDRESS_HEADER", header.into()));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("stderr.log");
+        let port: u16 = bind.rsplit(':').next().unwrap().parse().unwrap();
+        let child = Command::new(BIN)
+            .env_clear()
+            .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap();
+        let _server = Server(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while get_status(port, "/livez").is_none() {
+            assert!(Instant::now() < deadline, "the server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::fs::read_to_string(&log_path)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("TOKEN_ENDPOINT_CLIENT_ADDRESS_HEADER"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let open = warned(&format!("0.0.0.0:{}", free_port()), None);
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert!(open[0].contains("WARN"), "{open:?}");
+    assert!(warned(&format!("0.0.0.0:{}", free_port()), Some("X-Forwarded-For")).is_empty());
+    assert!(warned(&format!("127.0.0.1:{}", free_port()), None).is_empty());
+}
+
+/// `POST /dev/codes` with an empty body (the demo grant): its status, or
+/// `None` if nothing answers.
+fn dev_codes_status(port: u16) -> Option<u16> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/dev/codes"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status().as_u16())
+    })
+}
+
+/// Security review, finding 8: the dev endpoints (which mint a code for any
+/// client and subject) exist only in the zero-configuration demo (embedded
+/// store, ephemeral key, demo clients, loopback), or with
+/// `TOKEN_ENDPOINT_DEV_ENDPOINTS=on`, which warns at start-up and on every
+/// use and refuses to start with Redis. Every other configuration answers
+/// 404 on `/dev/*`.
+#[test]
+fn dev_endpoints_exist_only_in_the_demo_or_on_explicit_opt_in() {
+    let files = AppFiles::new();
+    // A registry whose only client needs no key but the ephemeral one.
+    let demo_like = files.dir.path().join("one-client.toml");
+    std::fs::write(
+        &demo_like,
+        "[[clients]]\nclient_id = \"spa\"\ntoken_endpoint_auth_method = \"none\"\naudience = \"https://api.test\"\n",
+    )
+    .unwrap();
+    let key = files.es256_key.display().to_string();
+    let clients = demo_like.display().to_string();
+    let dev_status = |bind_ip: &str, envs: &[(&str, String)]| -> (Option<u16>, String) {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("stderr.log");
+        let child = Command::new(BIN)
+            .env_clear()
+            .env("TOKEN_ENDPOINT_BIND", format!("{bind_ip}:{port}"))
+            .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap();
+        let _server = Server(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while get_status(port, "/livez").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the server did not start: {envs:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(get_status(port, "/dev/anything"), Some(404));
+        let status = dev_codes_status(port);
+        std::thread::sleep(Duration::from_millis(100));
+        (status, std::fs::read_to_string(&log_path).unwrap())
+    };
+    let signing = ("TOKEN_ENDPOINT_SIGNING_KEYS", key.clone());
+    let registry = ("TOKEN_ENDPOINT_CLIENTS_FILE", clients.clone());
+
+    // The zero-configuration demo.
+    let (status, _) = dev_status("127.0.0.1", &[]);
+    assert_eq!(status, Some(200), "the demo has /dev/codes");
+    // Anything configured, or a bind beyond loopback: gone.
+    for (bind, envs) in [
+        ("127.0.0.1", vec![signing.clone()]),
+        ("127.0.0.1", vec![registry.clone()]),
+        ("127.0.0.1", vec![signing.clone(), registry.clone()]),
+        ("0.0.0.0", vec![]),
+        (
+            "127.0.0.1",
+            vec![("TOKEN_ENDPOINT_DEV_ENDPOINTS", "off".into())],
+        ),
+    ] {
+        let (status, _) = dev_status(bind, &envs);
+        assert_eq!(status, Some(404), "{bind} {envs:?}");
+    }
+    // Explicit opt-in: mounted, with a warning at start-up and on each use.
+    let (status, stderr) = dev_status(
+        "0.0.0.0",
+        &[
+            signing.clone(),
+            registry.clone(),
+            ("TOKEN_ENDPOINT_DEV_ENDPOINTS", "on".into()),
+        ],
+    );
+    assert_eq!(status, Some(200));
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("/dev/codes"))
+        .collect();
+    assert!(warnings.len() >= 2, "start-up and use warnings: {stderr}");
+
+    // Never with Redis: a refusal at start-up, naming the setting.
+    let redis = RedisServer::start();
+    let mut envs = production_env(&files, &redis.url());
+    envs.push(("TOKEN_ENDPOINT_DEV_ENDPOINTS", "on".into()));
+    let (status, stderr) =
+        run_until_exit(&envs, Duration::from_secs(10)).expect("refused at start-up");
+    assert!(!status.success());
+    assert!(stderr.contains("TOKEN_ENDPOINT_DEV_ENDPOINTS"), "{stderr}");
+    let (status, _) = dev_status("127.0.0.1", &production_env(&files, &redis.url()));
+    assert_eq!(status, Some(404), "Redis: no dev endpoints");
+    let (status, stderr) = run_until_exit(
+        &[("TOKEN_ENDPOINT_DEV_ENDPOINTS", "maybe".into())],
+        Duration::from_secs(10),
+    )
+    .expect("a bad value is refused");
+    assert!(!status.success());
+    assert!(stderr.contains("TOKEN_ENDPOINT_DEV_ENDPOINTS"), "{stderr}");
+}
+
+/// Security review, finding 7: a private key listed as a verification key
+/// is a private key too; open to others, it is warned about like a signing
+/// key.
+#[cfg(unix)]
+#[test]
+fn a_private_verification_key_open_to_others_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let files = AppFiles::new();
+    let dir = tempfile::tempdir().unwrap();
+    let old_key = dir.path().join("retired-key.pem");
+    let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &ring::rand::SystemRandom::new(),
+    )
+    .unwrap();
+    std::fs::write(
+        &old_key,
+        pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8.as_ref().to_vec())),
+    )
+    .unwrap();
+    std::fs::set_permissions(&old_key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let port = free_port();
+    let log_path = dir.path().join("stderr.log");
+    let child = Command::new(BIN)
+        .env_clear()
+        .env("TOKEN_ENDPOINT_BIND", format!("127.0.0.1:{port}"))
+        .env("TOKEN_ENDPOINT_CLIENTS_FILE", &files.registry)
+        .env("TOKEN_ENDPOINT_SIGNING_KEYS", files.signing_keys_env())
+        .env("TOKEN_ENDPOINT_VERIFICATION_KEYS", &old_key)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let _server = Server(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get_status(port, "/livez").is_none() {
+        assert!(Instant::now() < deadline, "the server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.lines().any(
+            |l| l.contains("private key file is readable or writable by others")
+                && l.contains("retired-key.pem")
+        ),
+        "{log}"
+    );
+}

@@ -12,7 +12,7 @@ use actix_web::web;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::Value;
-use token_endpoint::config::{Limits, LogFormat, Settings, StoreSettings};
+use token_endpoint::config::{DevEndpoints, Limits, LogFormat, Settings, StoreSettings};
 use token_endpoint::frontend::{self, Grant, IssuedCode};
 use token_endpoint::http::AppState;
 use token_endpoint::startup::{build_state, Application};
@@ -219,6 +219,13 @@ client_id = "eddsa-app"
 token_endpoint_auth_method = "none"
 audience = "https://api.test"
 id_token_signed_response_alg = "EdDSA"
+
+[[clients]]
+client_id = "long-id-app"
+token_endpoint_auth_method = "none"
+audience = "https://api.test"
+access_token_lifetime = 60
+id_token_lifetime = 900
 "#;
 
 pub const BASIC_SECRET: &str = "basic-secret-0123456789";
@@ -575,6 +582,7 @@ pub fn settings(files: &AppFiles, redis: Option<&RedisServer>) -> Settings {
         log_filter: "info".into(),
         log_format: LogFormat::Text,
         limits: Limits::default(),
+        dev_endpoints: DevEndpoints::Off,
     }
 }
 

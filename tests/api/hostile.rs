@@ -94,6 +94,7 @@ macro_rules! property_on_both_stores {
 property_on_both_stores!(
     invalid_requests_never_consume_the_code,
     corrupt_records_are_invalid_grant,
+    resources_are_granted_only_within_the_audience,
 );
 
 /// Whatever the bytes (random or huge bodies, invalid UTF-8, percent-encoding
@@ -271,6 +272,94 @@ async fn bad_record_refused(
     Ok(())
 }
 
+/// URIs a record's `resource` is drawn from: `public-app`'s registered
+/// audience, and others that look like it or like other APIs.
+const ALLOWED_RESOURCES: [&str; 2] = ["https://api.test", "https://other.test"];
+const OTHER_RESOURCES: [&str; 7] = [
+    "https://admin.internal.example",
+    "",
+    "https://API.test",
+    "https://api.test/",
+    "https://api.test#x",
+    "urn:example:ledger",
+    " https://api.test",
+];
+
+/// A `resource` member: one URI, or a list of 0 to 4.
+fn resource() -> impl Strategy<Value = token_endpoint::record::Resource> {
+    use token_endpoint::record::Resource;
+    let uri = prop_oneof![
+        3 => select(&ALLOWED_RESOURCES[..]),
+        2 => select(&OTHER_RESOURCES[..]),
+    ]
+    .prop_map(str::to_owned);
+    prop_oneof![
+        uri.clone().prop_map(Resource::One),
+        prop::collection::vec(uri, 0..=4).prop_map(Resource::Many),
+    ]
+}
+
+/// Security review, finding 3: whatever `resource` the frontend stored, an
+/// access token's audience is never outside the client's registered one.
+/// A non-empty set of `public-app`'s own URIs, none twice, is granted as
+/// exactly that `aud`; anything else is `invalid_target`, no token, and the
+/// code is then unknown (consumed, not a replay).
+fn resources_are_granted_only_within_the_audience(backend: Backend) {
+    let harness = Harness::start(backend);
+    harness.run("resources", 150, resource(), |resource| {
+        harness.block_on(resource_granted_within_audience(&harness, resource))
+    });
+}
+
+async fn resource_granted_within_audience(
+    harness: &Harness,
+    resource: token_endpoint::record::Resource,
+) -> Result<(), TestCaseError> {
+    use token_endpoint::record::Resource;
+    let app = &harness.app;
+    let mut g = grant("public-app");
+    g.resource = Some(resource.clone());
+    let issued = app.issue(g).await;
+    let form = TestApp::form(&issued, "public-app");
+    harness.sent.fetch_add(2, Ordering::Relaxed);
+    let answer = app.post_form(&form).await;
+    let uris: Vec<&str> = match &resource {
+        Resource::One(one) => vec![one.as_str()],
+        Resource::Many(many) => many.iter().map(String::as_str).collect(),
+    };
+    let distinct = uris.iter().enumerate().all(|(i, u)| !uris[..i].contains(u));
+    let grantable =
+        !uris.is_empty() && distinct && uris.iter().all(|u| ALLOWED_RESOURCES.contains(u));
+    if grantable {
+        prop_assert_eq!(answer.status, 200, "{:?}", answer);
+        let (_, claims) = jwt_parts(answer.body["access_token"].as_str().unwrap_or_default());
+        let aud: Vec<&str> = match &claims["aud"] {
+            Json::String(one) => vec![one.as_str()],
+            many => many
+                .as_array()
+                .map(|a| a.iter().filter_map(Json::as_str).collect())
+                .unwrap_or_default(),
+        };
+        prop_assert_eq!(aud, uris);
+    } else {
+        prop_assert_eq!(
+            (answer.status, answer.error()),
+            (400, "invalid_target"),
+            "{:?}",
+            answer
+        );
+        prop_assert!(answer.body.get("access_token").is_none());
+        let again = app.post_form(&form).await;
+        prop_assert_eq!((again.status, again.error()), (400, "invalid_grant"));
+        prop_assert!(
+            again.description().contains("invalid"),
+            "a retry is an unknown code: {:?}",
+            again
+        );
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------
 // What the properties found, kept as plain tests
 // ---------------------------------------------------------------------------
@@ -386,7 +475,7 @@ impl Harness {
             // otherwise turn most answers into the limiter's 429
             // (tests/api/limits.rs tests it); a 429 is still checked for
             // its shape should one come.
-            settings.limits.auth.per_client = u32::MAX;
+            settings.limits.auth.client_alert = u32::MAX;
             settings.limits.auth.per_address = u32::MAX;
         }));
         let port = app
@@ -761,8 +850,9 @@ enum Piece {
         name_enc: Enc,
         value: B,
     },
-    /// `name=` or `name`: empty, so omitted (RFC 6749 §3.1); placed before
-    /// any occurrence of the name, it is not a repeat.
+    /// `name=` or `name`: empty, so omitted (RFC 6749 §3.1), for a name the
+    /// form does not otherwise carry. Next to a copy of the parameter, even
+    /// an empty one is a repeat (RFC 6749 §3.2; `Break::Repeated`).
     Empty {
         name: Name,
         name_enc: Enc,
@@ -1457,6 +1547,9 @@ fn wrong_value(name: Name, baseline: Baseline) -> BoxedStrategy<Value> {
             "[ -~]{1,80}".prop_map(Value::Text),
             (513usize..700).prop_map(|n| Value::Text("c".repeat(n))),
             changed(Value::Code),
+            // Outside the unreserved set (security review, finding 5): a
+            // brace splits a code's Redis keys over two Cluster slots.
+            "[A-Za-z0-9]{0,20}[{}%+/ =?#\\[\\]][A-Za-z0-9{}]{0,20}".prop_map(Value::Text),
         ]
         .boxed(),
         Name::RedirectUri => prop_oneof![
@@ -1947,6 +2040,19 @@ fn valid_form(baseline: Baseline) -> impl Strategy<Value = Form> {
             if baseline == Baseline::Basic && !with_client_id {
                 params.retain(|p| !p.is(Name::ClientId));
             }
+            // An empty piece only for a name absent from the form, once.
+            let mut named: Vec<Name> = Vec::new();
+            let front = front
+                .into_iter()
+                .filter(|piece| match piece {
+                    Piece::Empty { name, .. } => {
+                        let fresh = !params.iter().any(|p| p.is(*name)) && !named.contains(name);
+                        named.push(*name);
+                        fresh
+                    }
+                    _ => true,
+                })
+                .collect();
             Form {
                 front,
                 params,
@@ -1992,7 +2098,13 @@ fn request_breaks(baseline: Baseline) -> Vec<BoxedStrategy<Break>> {
         select(required).prop_map(Break::Emptied).boxed(),
         (
             select(required),
-            prop::option::of("[A-Za-z0-9._~-]{1,50}".prop_map(Value::Text)),
+            prop_oneof![
+                Just(None),
+                "[A-Za-z0-9._~-]{1,50}".prop_map(|v| Some(Value::Text(v))),
+                // `code=&code=<real>`: an empty copy repeats the name too
+                // (security review, finding 7).
+                Just(Some(text(""))),
+            ],
             any::<bool>(),
         )
             .prop_map(|(name, value, first)| Break::Repeated { name, value, first })

@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod attacks;
 mod balancer;
 mod cli;
 mod cluster;

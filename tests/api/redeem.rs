@@ -211,19 +211,21 @@ async fn extra_claims_never_override_registered_ones(backend: Backend) {
     assert_eq!(payload.matches("\"sub\"").count(), 1, "{payload}");
 }
 
-/// RFC 8707: a `resource` in the record becomes the access token's `aud`.
+/// RFC 8707: a `resource` in the record, one of the client's registered
+/// audience, becomes the access token's `aud` (anything else is refused:
+/// tests/api/attacks.rs).
 async fn resource_indicator_sets_the_audience(backend: Backend) {
     let app = spawn_app(backend).await;
     let mut g = grant("public-app");
-    g.resource = Some(Resource::One("https://payments.test".into()));
+    g.resource = Some(Resource::One("https://other.test".into()));
     let issued = app.issue(g).await;
     let answer = app.post_form(&TestApp::form(&issued, "public-app")).await;
     let claims = verify_jwt(
         answer.body["access_token"].as_str().unwrap(),
         &app.jwks().await,
-        "https://payments.test",
+        "https://other.test",
     );
-    assert_eq!(claims["aud"], "https://payments.test");
+    assert_eq!(claims["aud"], "https://other.test");
 }
 
 /// `client_secret_basic` and `client_secret_post` clients redeem with their
