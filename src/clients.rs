@@ -2,7 +2,7 @@
 //! authenticates, and what its tokens look like. Loaded once at start-up from
 //! a TOML file (README: "Client registry").
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,6 +96,14 @@ pub struct Client {
     /// What a code's `resource` (RFC 8707) may name: the entries of
     /// `audience` that are absolute URIs without a fragment (RFC 8707 §2).
     pub resource_indicators: Vec<String>,
+    /// Web origins a browser may redeem this client's codes from (CORS), as
+    /// browsers serialize them ([`crate::origin::normalize`]). Empty: no
+    /// browser origin may.
+    pub allowed_cors_origins: Vec<String>,
+    /// Where the stand-in login page (`/dev/authorize`) may send this
+    /// client's codes. The token endpoint itself compares the record's
+    /// `redirect_uri`, which the real frontend checked.
+    pub redirect_uris: Vec<String>,
     pub access_token_lifetime: Duration,
     pub id_token_lifetime: Duration,
     pub id_token_alg: Algorithm,
@@ -105,6 +113,8 @@ pub struct Client {
 #[derive(Debug, Clone, Default)]
 pub struct ClientRegistry {
     clients: HashMap<String, Arc<Client>>,
+    /// Every origin some client allows: a CORS preflight names no client.
+    cors_origins: HashSet<String>,
 }
 
 /// Why the registry file was refused. Names the client and field, never a secret.
@@ -134,6 +144,10 @@ struct ClientEntry {
     id_token_lifetime: u64,
     #[serde(default = "default_alg")]
     id_token_signed_response_alg: String,
+    #[serde(default)]
+    allowed_cors_origins: Vec<String>,
+    #[serde(default)]
+    redirect_uris: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -150,6 +164,20 @@ fn default_lifetime() -> u64 {
 fn default_alg() -> String {
     "ES256".into()
 }
+
+/// The origins of the usual local development servers (Vite, Create React
+/// App and friends, `python3 -m http.server`), on `localhost` and on
+/// `127.0.0.1`: the demo client's `allowed_cors_origins`.
+pub const DEMO_ORIGINS: &[&str] = &[
+    "http://localhost:5173",
+    "http://127.0.0.1:5173",
+    "http://localhost:3000",
+    "http://127.0.0.1:3000",
+    "http://localhost:4200",
+    "http://127.0.0.1:4200",
+    "http://localhost:8000",
+    "http://127.0.0.1:8000",
+];
 
 /// Longest lifetime a token may be given: one day.
 const MAX_LIFETIME_SECS: u64 = 86_400;
@@ -180,35 +208,73 @@ impl ClientRegistry {
                 "no clients are registered ([[clients]] tables)".into(),
             ));
         }
-        Ok(Self { clients })
+        Ok(Self::of(clients))
     }
 
-    /// The embedded default's clients: `demo` (public) and
+    fn of(clients: HashMap<String, Arc<Client>>) -> Self {
+        let cors_origins = clients
+            .values()
+            .flat_map(|c| c.allowed_cors_origins.iter().cloned())
+            .collect();
+        Self {
+            clients,
+            cors_origins,
+        }
+    }
+
+    /// The embedded default's clients: `demo` (public, for the usual local
+    /// development servers' origins: [`DEMO_ORIGINS`]) and
     /// `demo-confidential` (secret `demo-secret`, `client_secret_basic`).
     pub fn demo() -> Self {
-        let demo = |client_id: &str, auth| Client {
+        let demo = |client_id: &str, auth, browser: bool| Client {
             client_id: client_id.into(),
             auth,
             allow_plain_pkce: false,
             audience: vec!["https://api.example.com".into()],
             resource_indicators: vec!["https://api.example.com".into()],
+            allowed_cors_origins: if browser {
+                DEMO_ORIGINS.iter().map(|o| o.to_string()).collect()
+            } else {
+                Vec::new()
+            },
+            redirect_uris: if browser {
+                DEMO_ORIGINS
+                    .iter()
+                    .map(|o| format!("{o}/"))
+                    // A native app (RFC 8252): loopback, any port (section
+                    // 7.3), and a private-use scheme (section 7.1).
+                    .chain([
+                        "http://127.0.0.1/callback".into(),
+                        "com.example.demo:/callback".into(),
+                    ])
+                    .collect()
+            } else {
+                Vec::new()
+            },
             access_token_lifetime: Duration::from_secs(300),
             id_token_lifetime: Duration::from_secs(300),
             id_token_alg: Algorithm::ES256,
         };
         let clients = [
-            demo("demo", ClientAuth::None),
+            demo("demo", ClientAuth::None, true),
             demo(
                 "demo-confidential",
                 ClientAuth::SecretBasic(SecretHash::of("demo-secret")),
+                false,
             ),
         ];
-        Self {
-            clients: clients
+        Self::of(
+            clients
                 .into_iter()
                 .map(|c| (c.client_id.clone(), Arc::new(c)))
                 .collect(),
-        }
+        )
+    }
+
+    /// Whether some client allows `origin` (a CORS preflight, or an error
+    /// found before the client is known, may then be read by that origin).
+    pub fn is_cors_origin(&self, origin: &str) -> bool {
+        self.cors_origins.contains(origin)
     }
 
     pub fn get(&self, client_id: &str) -> Option<&Arc<Client>> {
@@ -285,8 +351,25 @@ impl ClientEntry {
             .filter(|a| is_absolute_uri(a))
             .cloned()
             .collect();
+        let mut allowed_cors_origins: Vec<String> = Vec::new();
+        for (i, written) in self.allowed_cors_origins.iter().enumerate() {
+            let origin = crate::origin::normalize(written)
+                .map_err(|e| format!("allowed_cors_origins[{i}] {written:?} {e}"))?;
+            if !allowed_cors_origins.contains(&origin) {
+                allowed_cors_origins.push(origin);
+            }
+        }
+        for (i, uri) in self.redirect_uris.iter().enumerate() {
+            if !is_absolute_uri(uri) {
+                return Err(format!(
+                    "redirect_uris[{i}] {uri:?} is not an absolute URI without a fragment (RFC 6749 section 3.1.2)"
+                ));
+            }
+        }
         Ok(Client {
             resource_indicators,
+            allowed_cors_origins,
+            redirect_uris: self.redirect_uris,
             access_token_lifetime: lifetime("access_token_lifetime", self.access_token_lifetime)?,
             id_token_lifetime: lifetime("id_token_lifetime", self.id_token_lifetime)?,
             client_id: self.client_id,
@@ -301,6 +384,11 @@ impl ClientEntry {
 impl Client {
     pub fn id_token_alg_name(&self) -> &'static str {
         alg_name(self.id_token_alg)
+    }
+
+    /// Whether a browser at `origin` may redeem this client's codes.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.allowed_cors_origins.iter().any(|o| o == origin)
     }
 
     /// Whether the client has a secret (and so something to guess).
@@ -371,6 +459,54 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("access_token_lifetime"), "{err}");
+    }
+
+    #[test]
+    fn cors_origins_are_normalized_and_bad_ones_name_client_and_field() {
+        let registry = ClientRegistry::from_toml(
+            r#"
+            [[clients]]
+            client_id = "spa"
+            token_endpoint_auth_method = "none"
+            audience = "https://api.test"
+            allowed_cors_origins = ["HTTPS://App.Example:443", "http://localhost:5173", "https://app.example"]
+            "#,
+        )
+        .unwrap();
+        let spa = registry.get("spa").unwrap();
+        assert_eq!(
+            spa.allowed_cors_origins,
+            ["https://app.example", "http://localhost:5173"]
+        );
+        assert!(spa.allows_origin("https://app.example"));
+        assert!(!spa.allows_origin("https://app.example:443"));
+        assert!(registry.is_cors_origin("http://localhost:5173"));
+        assert!(!registry.is_cors_origin("http://localhost:5174"));
+        for (origin, why) in [
+            ("https://app.example/", "path"),
+            ("https://app.example/cb", "path"),
+            ("https://*.app.example", "wildcard"),
+            ("*", "wildcard"),
+            ("null", "null"),
+        ] {
+            let err = ClientRegistry::from_toml(&format!(
+                r#"
+                [[clients]]
+                client_id = "spa"
+                token_endpoint_auth_method = "none"
+                audience = "https://api.test"
+                allowed_cors_origins = ["https://ok.example", "{origin}"]
+                "#
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("\"spa\"")
+                    && err.contains("allowed_cors_origins[1]")
+                    && err.contains(why),
+                "{origin}: {err}"
+            );
+        }
     }
 
     #[test]

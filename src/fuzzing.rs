@@ -660,3 +660,61 @@ fn other_verifier(verifier: &CodeVerifier) -> CodeVerifier {
         Err(_) => panic!("changing one unreserved character keeps a verifier"),
     }
 }
+
+/// A client's `allowed_cors_origins` entry, normalized to what browsers send
+/// ([`crate::origin::normalize`]); `input` is the entry, as UTF-8 (lossy).
+///
+/// - A normalized origin normalizes to itself: the registry and the
+///   `Origin` header meet on one spelling.
+/// - It is `http` or `https`, `://`, a host and at most a port that is not
+///   the scheme's default: no path, query, fragment, user information,
+///   wildcard or upper case.
+/// - A refusal says why in a fixed text, never echoing the input.
+pub fn origin(input: &[u8]) {
+    use crate::origin::normalize;
+    let written = String::from_utf8_lossy(input);
+    match normalize(&written) {
+        Ok(origin) => {
+            assert_eq!(
+                normalize(&origin).as_deref(),
+                Ok(origin.as_str()),
+                "a normalized origin is its own normal form"
+            );
+            assert!(
+                origin.bytes().all(|b| b.is_ascii_graphic())
+                    && origin == origin.to_ascii_lowercase(),
+                "a normalized origin is printable ASCII in lower case"
+            );
+            let (scheme, rest) = origin.split_once("://").unwrap_or_default();
+            assert!(
+                matches!(scheme, "http" | "https"),
+                "the scheme is http or https"
+            );
+            assert!(
+                !rest.is_empty() && !rest.contains(['/', '?', '#', '@', '*', '\\']),
+                "only a host and a port follow the scheme"
+            );
+            let port = rest
+                .rsplit_once(':')
+                .filter(|(host, _)| !host.starts_with('[') || host.ends_with(']'))
+                .map(|(_, port)| port);
+            if let Some(port) = port {
+                let default = if scheme == "http" { "80" } else { "443" };
+                assert!(
+                    port != default
+                        && port.parse::<u16>().is_ok_and(|p| p > 0)
+                        && !port.starts_with('0'),
+                    "a port is 1 to 65535, written without leading zeros, and never the default"
+                );
+            }
+        }
+        Err(error) => {
+            let text = error.to_string();
+            assert!(!text.is_empty(), "a refusal says why");
+            assert!(
+                written.len() < 8 || !text.contains(written.as_ref()),
+                "a refusal is a fixed text"
+            );
+        }
+    }
+}

@@ -9,6 +9,7 @@
 //! - [`request`]: raw form and `Authorization` header to a validated [`request::TokenRequest`].
 //! - [`redeem`]: authenticate the client, take the code, mint the tokens.
 //! - [`clients`]: the client registry and client authentication.
+//! - [`origin`]: web origins as browsers send them (a client's CORS origins).
 //! - [`abuse`]: limits on failed client authentication, per client and per address.
 //! - [`store`]: the code store (Redis, or the embedded map): atomic, exactly-once take.
 //! - [`record`]: the code record of the frontend contract and the checks made against it.
@@ -41,6 +42,7 @@ pub mod frontend;
 pub mod fuzzing;
 pub mod http;
 pub mod metrics;
+pub mod origin;
 pub mod pkce;
 pub mod record;
 pub mod redeem;

@@ -59,3 +59,9 @@ fn auth_header() {
 fn code_record() {
     replay("code_record", fuzzing::code_record);
 }
+
+/// A client's allowed CORS origins: normalization.
+#[test]
+fn origin() {
+    replay("origin", fuzzing::origin);
+}

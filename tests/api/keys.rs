@@ -158,3 +158,14 @@ async fn client_algorithm_without_a_key_stops_startup() {
         "{err}"
     );
 }
+
+/// The example registry that deploy/ ships (compose mounts it, the k8s
+/// ConfigMap carries it) loads as the service loads it.
+#[test]
+fn the_shipped_example_registry_loads() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/config/clients.toml");
+    let registry =
+        token_endpoint::clients::ClientRegistry::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let spa = registry.get("spa").expect("the example's public client");
+    assert!(spa.allows_origin("https://app.example.com"));
+}
