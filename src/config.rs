@@ -88,6 +88,9 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub limits: Limits,
     pub dev_endpoints: DevEndpoints,
+    /// How long a browser may cache a CORS preflight of the token endpoint
+    /// (`TOKEN_ENDPOINT_CORS_MAX_AGE_SECS`).
+    pub cors_max_age: Duration,
 }
 
 /// Bounds on what one client, or all of them, can make the service hold.
@@ -245,8 +248,7 @@ impl Settings {
             None => format!("http://{bind}"),
         };
         check_issuer(&issuer, production && !allow_http_issuer)?;
-        let authorization_endpoint = get("TOKEN_ENDPOINT_AUTHORIZATION_ENDPOINT")
-            .unwrap_or_else(|| format!("{issuer}/authorize"));
+        let authorization_endpoint = get("TOKEN_ENDPOINT_AUTHORIZATION_ENDPOINT");
 
         let clients_file = match get("TOKEN_ENDPOINT_CLIENTS_FILE") {
             Some(path) => Some(PathBuf::from(path)),
@@ -414,7 +416,26 @@ impl Settings {
             }
         };
 
+        // The login page clients are sent to: the frontend's, or, where the
+        // stand-in login page is mounted, that one.
+        let authorization_endpoint = match authorization_endpoint {
+            Some(endpoint) => endpoint,
+            None if dev_endpoints != DevEndpoints::Off => format!("{issuer}/dev/authorize"),
+            None => format!("{issuer}/authorize"),
+        };
+        // Chromium honours at most 7200 s, Firefox 86400 s. A preflight
+        // grants nothing by itself (every request is checked against its
+        // client's origins before anything is consumed), so the longest
+        // time a browser keeps it costs no safety and saves a round trip.
+        let cors_max_age = Duration::from_secs(number(
+            "TOKEN_ENDPOINT_CORS_MAX_AGE_SECS",
+            7200,
+            0..=86_400,
+            "seconds",
+        )?);
+
         Ok(Self {
+            cors_max_age,
             dev_endpoints,
             bind,
             workers,
@@ -528,6 +549,28 @@ mod tests {
         assert!(matches!(s.store, StoreSettings::Embedded));
         assert_eq!(s.issuer, "http://127.0.0.1:8080");
         assert_eq!(s.dev_endpoints, DevEndpoints::Demo);
+        // The demo's login page is the stand-in one, and discovery says so.
+        assert_eq!(
+            s.authorization_endpoint,
+            "http://127.0.0.1:8080/dev/authorize"
+        );
+        assert_eq!(s.cors_max_age, Duration::from_secs(7200));
+        let off = settings(&[("TOKEN_ENDPOINT_DEV_ENDPOINTS", "off")]).unwrap();
+        assert_eq!(
+            off.authorization_endpoint,
+            "http://127.0.0.1:8080/authorize"
+        );
+        let told = settings(&[(
+            "TOKEN_ENDPOINT_AUTHORIZATION_ENDPOINT",
+            "https://login.example/authorize",
+        )])
+        .unwrap();
+        assert_eq!(
+            told.authorization_endpoint,
+            "https://login.example/authorize"
+        );
+        let err = settings(&[("TOKEN_ENDPOINT_CORS_MAX_AGE_SECS", "86401")]).unwrap_err();
+        assert_eq!(err.setting, "TOKEN_ENDPOINT_CORS_MAX_AGE_SECS");
     }
 
     #[test]

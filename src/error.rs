@@ -17,6 +17,8 @@ pub enum Reason {
     MalformedVerifier,
     UnknownClient,
     AuthFailed,
+    /// A browser request from an origin the client does not allow (CORS).
+    OriginNotAllowed,
     /// Too many failed authentications of this client or from this address.
     AuthRateLimited,
     UnknownCode,
@@ -39,7 +41,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 22] = [
         Self::Issued,
         Self::MalformedRequest,
         Self::BodyTooLarge,
@@ -48,6 +50,7 @@ impl Reason {
         Self::MalformedVerifier,
         Self::UnknownClient,
         Self::AuthFailed,
+        Self::OriginNotAllowed,
         Self::AuthRateLimited,
         Self::UnknownCode,
         Self::MalformedCode,
@@ -73,6 +76,7 @@ impl Reason {
             Self::MalformedVerifier => "malformed_verifier",
             Self::UnknownClient => "unknown_client",
             Self::AuthFailed => "auth_failed",
+            Self::OriginNotAllowed => "origin_not_allowed",
             Self::AuthRateLimited => "auth_rate_limited",
             Self::UnknownCode => "unknown_code",
             Self::MalformedCode => "malformed_code",
@@ -96,7 +100,8 @@ impl Reason {
             Self::MalformedRequest
             | Self::BodyTooLarge
             | Self::SlowBody
-            | Self::MalformedVerifier => "invalid_request",
+            | Self::MalformedVerifier
+            | Self::OriginNotAllowed => "invalid_request",
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::UnknownClient | Self::AuthFailed | Self::AuthRateLimited => "invalid_client",
             Self::UnknownCode

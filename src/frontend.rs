@@ -97,7 +97,12 @@ pub fn prepare(grant: Grant) -> (IssuedCode, CodeRecord) {
         ChallengeMethod::S256 => s256_challenge(&issued.verifier),
         ChallengeMethod::Plain => issued.verifier.clone(),
     };
-    let record = CodeRecord {
+    (issued, record(grant, code_challenge))
+}
+
+/// The record that binds a code to `grant` and `code_challenge`.
+fn record(grant: Grant, code_challenge: String) -> CodeRecord {
+    CodeRecord {
         client_id: grant.client_id,
         redirect_uri: grant.redirect_uri,
         code_challenge,
@@ -110,8 +115,22 @@ pub fn prepare(grant: Grant) -> (IssuedCode, CodeRecord) {
         amr: grant.amr,
         claims: grant.claims,
         resource: grant.resource,
-    };
-    (issued, record)
+    }
+}
+
+/// Mint a code for `grant`, bound to a challenge the client sent (as a real
+/// authorization endpoint does), and store it as the frontend would. The
+/// client holds the verifier; the code is returned.
+pub async fn issue_code_for_challenge(
+    store: &crate::store::CodeStore,
+    grant: Grant,
+    code_challenge: String,
+    ttl: std::time::Duration,
+) -> Result<String, crate::store::StoreError> {
+    let code = random_token();
+    let record = record(grant, code_challenge);
+    store.insert(&code, &record, ttl).await?;
+    Ok(code)
 }
 
 /// Mint a code for `grant` and store it as the frontend would:

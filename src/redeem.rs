@@ -95,6 +95,21 @@ impl Redeemer {
         source: Option<IpAddr>,
     ) -> Result<TokenResponse, TokenError> {
         let client = self.authenticate(&request.credentials, source)?;
+        if let Some(origin) = request.origin.as_deref() {
+            if !client.allows_origin(origin) {
+                let shown: String = origin.chars().take(128).collect();
+                tracing::warn!(
+                    security_event = "cors_origin_not_allowed",
+                    client_id = %client.client_id,
+                    origin = ?shown,
+                    "a browser request from an origin this client does not allow: refused before the take"
+                );
+                return Err(TokenError::InvalidRequest {
+                    description: "this client may not be used from the Origin of this request (allowed_cors_origins); the code is left in place".into(),
+                    reason: Reason::OriginNotAllowed,
+                });
+            }
+        }
         if !request.code.is_well_formed() {
             tracing::info!(
                 client_id = %client.client_id,

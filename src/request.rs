@@ -84,7 +84,7 @@ impl std::fmt::Debug for TokenForm {
 /// Hand-written because `+` must be replaced before percent-decoding (so
 /// that `%2B` stays a plus) and invalid UTF-8 must be refused, not replaced:
 /// `percent_encoding` would take two passes, `form_urlencoded` is lossy.
-fn decode_component(raw: &[u8]) -> Result<Cow<'_, str>, TokenError> {
+pub(crate) fn decode_component(raw: &[u8]) -> Result<Cow<'_, str>, TokenError> {
     let not_utf8 = || TokenError::invalid_request("request body is not UTF-8 once percent-decoded");
     if !raw.iter().any(|&b| b == b'+' || b == b'%') {
         return std::str::from_utf8(raw)
@@ -173,6 +173,9 @@ pub struct TokenRequest {
     pub code: AuthCode,
     pub redirect_uri: Option<String>,
     pub verifier: CodeVerifier,
+    /// The `Origin` a browser sent it from (CORS), if any: set by the HTTP
+    /// layer, checked against the client's `allowed_cors_origins`.
+    pub origin: Option<String>,
 }
 
 impl TokenRequest {
@@ -205,6 +208,7 @@ impl TokenRequest {
             code: AuthCode::new(code),
             redirect_uri: form.redirect_uri,
             verifier,
+            origin: None,
         })
     }
 }

@@ -283,7 +283,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, ConfigError> {
         .unwrap_or_default()
         .into();
     let issuer = &settings.issuer;
-    let discovery = serde_json::to_vec(&json!({
+    let mut discovery = json!({
         "issuer": issuer,
         "authorization_endpoint": settings.authorization_endpoint,
         "token_endpoint": format!("{issuer}/oauth/token"),
@@ -294,15 +294,24 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, ConfigError> {
         "id_token_signing_alg_values_supported": algorithms.iter().map(|a| alg_name(*a)).collect::<Vec<_>>(),
         "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
         "code_challenge_methods_supported": ["S256"],
-    }))
-    .unwrap_or_default()
-    .into();
+    });
+    if let (DevEndpoints::Demo | DevEndpoints::OptIn, Some(metadata)) =
+        (settings.dev_endpoints, discovery.as_object_mut())
+    {
+        // The stand-in login page answers with `iss` (RFC 9207 section 3).
+        metadata.insert(
+            "authorization_response_iss_parameter_supported".into(),
+            json!(true),
+        );
+    }
+    let discovery = serde_json::to_vec(&discovery).unwrap_or_default().into();
 
     let limiter = Arc::new(AuthFailureLimiter::new(settings.limits.auth));
     limiter.spawn_sweeper(Duration::from_secs(10));
     Ok(AppState {
         redeemer: Redeemer::new(store, clients, minter, metrics, limiter),
         dev_endpoints: settings.dev_endpoints,
+        cors_max_age: settings.cors_max_age.as_secs().into(),
         max_body_bytes: settings.max_body_bytes,
         jwks,
         discovery,

@@ -1,7 +1,9 @@
 //! The HTTP layer: the only part of the service that knows about actix-web.
 //! Routes, request reading, and the mapping of domain results to responses.
 
+mod cors;
 mod dev;
+mod dev_authorize;
 mod ops;
 mod request_id;
 mod response;
@@ -12,7 +14,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::http::header::HeaderName;
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::web;
 
 pub use self::request_id::{request_id, X_REQUEST_ID};
@@ -36,6 +38,8 @@ pub struct AppState {
     pub client_timeout: Duration,
     /// Whether `/dev/*` is mounted, and why.
     pub dev_endpoints: DevEndpoints,
+    /// `Access-Control-Max-Age` of a CORS preflight (seconds).
+    pub cors_max_age: HeaderValue,
     /// See [`crate::config::Limits::client_address_header`].
     pub client_address_header: Option<HeaderName>,
 }
@@ -50,6 +54,7 @@ impl AppState {
             draining: self.draining.clone(),
             client_timeout: self.client_timeout,
             dev_endpoints: self.dev_endpoints,
+            cors_max_age: self.cors_max_age.clone(),
             client_address_header: self.client_address_header.clone(),
         }
     }
@@ -60,7 +65,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, dev: DevEndpoints) {
     cfg.service(
         web::resource("/oauth/token")
             .route(web::post().to(token::token))
-            .default_service(web::to(response::method_not_allowed)),
+            .route(web::method(actix_web::http::Method::OPTIONS).to(cors::preflight))
+            .default_service(web::to(token::method_not_allowed)),
     )
     .route("/.well-known/jwks.json", web::get().to(wellknown::jwks))
     .route(
@@ -71,7 +77,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, dev: DevEndpoints) {
     .route("/readyz", web::get().to(ops::readyz))
     .route("/metrics", web::get().to(ops::metrics));
     if dev != DevEndpoints::Off {
-        cfg.route("/dev/codes", web::post().to(dev::issue_code));
+        cfg.route("/dev/codes", web::post().to(dev::issue_code))
+            .route("/dev/authorize", web::get().to(dev_authorize::authorize));
     }
     cfg.default_service(web::to(response::not_found));
 }

@@ -90,18 +90,6 @@ pub fn error_response(error: &TokenError) -> HttpResponse {
     response.body(serde_json::to_vec(&body).unwrap_or_default())
 }
 
-/// Anything but POST on the token endpoint.
-pub async fn method_not_allowed() -> HttpResponse {
-    let mut response = error_response(&TokenError::invalid_request(
-        "the token endpoint accepts only POST (RFC 6749 section 3.2)",
-    ));
-    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("POST"));
-    response
-}
-
 pub async fn not_found() -> HttpResponse {
     HttpResponse::NotFound()
         .insert_header((header::CONTENT_TYPE, JSON))

@@ -9,6 +9,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use prometheus::IntGauge;
 
+use super::cors;
 use super::response::{error_response, token_response};
 use super::AppState;
 use crate::error::{Reason, TokenError};
@@ -21,6 +22,7 @@ pub async fn token(
 ) -> HttpResponse {
     let started = Instant::now();
     let metrics = &state.redeemer.metrics;
+    let origin = cors::request_origin(&request);
     // A guard, so a request whose client goes away mid-way is still counted out.
     let _in_flight = InFlight::enter(&metrics.in_flight);
     let result = async {
@@ -37,15 +39,17 @@ pub async fn token(
             .headers()
             .get(header::AUTHORIZATION)
             .map(|v| v.as_bytes());
-        let token_request = TokenRequest::from_form(form, authorization)?;
+        let mut token_request = TokenRequest::from_form(form, authorization)?;
+        token_request.origin = origin.map(str::to_owned);
         let source = client_address(&request, state.client_address_header.as_ref());
         state.redeemer.redeem(token_request, source).await
     }
     .await;
-    let response = match &result {
+    let mut response = match &result {
         Ok(tokens) => token_response(tokens),
         Err(error) => error_response(error),
     };
+    cors::decorate(response.headers_mut(), origin, &state);
     metrics.record(match &result {
         Ok(_) => Reason::Issued,
         Err(e) => e.reason(),
@@ -170,4 +174,23 @@ async fn read_body_unbounded(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// Anything but POST (and a CORS preflight) on the token endpoint: 405 with
+/// `Allow`, readable by a browser app whose origin some client allows.
+pub async fn method_not_allowed(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let mut response = error_response(&TokenError::invalid_request(
+        "the token endpoint accepts only POST (RFC 6749 section 3.2)",
+    ));
+    *response.status_mut() = actix_web::http::StatusCode::METHOD_NOT_ALLOWED;
+    response.headers_mut().insert(
+        header::ALLOW,
+        header::HeaderValue::from_static("OPTIONS, POST"),
+    );
+    cors::decorate(
+        response.headers_mut(),
+        cors::request_origin(&request),
+        &state,
+    );
+    response
 }

@@ -15,6 +15,12 @@ fn cached_json(body: &web::Bytes) -> HttpResponse {
             header::CACHE_CONTROL,
             HeaderValue::from_static("public, max-age=300"),
         ))
+        // Public metadata: any browser app (an SPA's OIDC library fetching
+        // discovery, a resource server's page fetching keys) may read it.
+        .insert_header((
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        ))
         .body(body.clone())
 }
 

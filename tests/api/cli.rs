@@ -645,6 +645,14 @@ fn dev_endpoints_exist_only_in_the_demo_or_on_explicit_opt_in() {
         }
         assert_eq!(get_status(port, "/dev/anything"), Some(404));
         let status = dev_codes_status(port);
+        // The stand-in login page goes with /dev/codes: mounted, it refuses
+        // a request without a client (400); otherwise it does not exist.
+        let login_page = get_status(port, "/dev/authorize");
+        assert_eq!(
+            login_page,
+            Some(if status == Some(200) { 400 } else { 404 }),
+            "/dev/authorize and /dev/codes are mounted together: {envs:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
         (status, std::fs::read_to_string(&log_path).unwrap())
     };

@@ -402,11 +402,12 @@ async fn broken_records_are_invalid_grant_and_counted(backend: Backend) {
     );
 }
 
-/// GET and other methods on the token endpoint: 405 with `Allow: POST`.
+/// GET and other methods on the token endpoint: 405 with `Allow: OPTIONS,
+/// POST` (OPTIONS answers CORS preflights: tests/api/cors.rs).
 async fn only_post_is_allowed(backend: Backend) {
     let app = spawn_app(backend).await;
     let response = app.get("/oauth/token").await;
     assert_eq!(response.status(), 405);
-    assert_eq!(response.headers()["allow"], "POST");
+    assert_eq!(response.headers()["allow"], "OPTIONS, POST");
     assert_eq!(app.get("/nowhere").await.status(), 404);
 }

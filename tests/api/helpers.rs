@@ -189,6 +189,8 @@ token_endpoint_auth_method = "none"
 audience = ["https://api.test", "https://other.test"]
 access_token_lifetime = 600
 id_token_lifetime = 120
+allowed_cors_origins = ["https://app.test", "HTTP://LOCALHOST:5173"]
+redirect_uris = ["https://client.test/cb", "http://127.0.0.1/cb", "com.example.app:/cb"]
 
 [[clients]]
 client_id = "basic-app"
@@ -207,6 +209,8 @@ client_id = "plain-app"
 token_endpoint_auth_method = "none"
 allow_plain_pkce = true
 audience = "https://api.test"
+allowed_cors_origins = ["https://plain.test"]
+redirect_uris = ["https://client.test/cb"]
 
 [[clients]]
 client_id = "rsa-app"
@@ -583,6 +587,7 @@ pub fn settings(files: &AppFiles, redis: Option<&RedisServer>) -> Settings {
         log_format: LogFormat::Text,
         limits: Limits::default(),
         dev_endpoints: DevEndpoints::Off,
+        cors_max_age: Duration::from_secs(7200),
     }
 }
 

@@ -1032,6 +1032,8 @@ struct Head {
     big_cookie: Option<usize>,
     content_type: Option<B>,
     authorization: Vec<B>,
+    /// A browser's `Origin` (one its client allows, in a valid request).
+    origin: Option<B>,
     expect_continue: bool,
     framing: Framing,
     /// Shut the sending side after the request.
@@ -1073,6 +1075,8 @@ enum Break {
     /// A harmless header whose value goes on with these bytes.
     Injected(B),
     Method(&'static str),
+    /// An `Origin` the baseline client does not allow (CORS).
+    Origin(B),
     /// Pad the body past the limit.
     TooLarge(usize),
     /// Send no length, so the body is not part of the request.
@@ -1128,6 +1132,7 @@ impl Break {
                 request.head.extra_headers.push(("X-Note", B(value)));
             }
             (Break::Method(method), _) => request.head.method = (*method).into(),
+            (Break::Origin(origin), _) => request.head.origin = Some(origin.clone()),
             (Break::TooLarge(size), _) => request.pad_to = Some(*size),
             (Break::NoLength, _) => request.head.framing = Framing::None,
             // Form changes to a body that is not a form, and faults, which
@@ -1219,6 +1224,8 @@ impl Fault {
 struct Wire {
     bytes: B,
     method: Vec<u8>,
+    /// The `Origin` header sent, if any.
+    origin: Option<Vec<u8>>,
     splits: Vec<usize>,
     half_close: bool,
     /// Read until the server closes, not just the first answer.
@@ -1294,6 +1301,11 @@ fn render(request: &Request, breaks: &[Break], issued: &IssuedCode, port: u16) -
             line(&mut out, &[b"Host: ", host.as_bytes()]);
         }
         _ => line(&mut out, &[b"Host: ", host.as_bytes()]),
+    }
+    // First after Host: no injected or smuggled header line can move it
+    // into a second request.
+    if let Some(origin) = &head.origin {
+        line(&mut out, &[b"Origin: ", &origin.0]);
     }
     for (name, value) in &head.extra_headers {
         line(&mut out, &[name.as_bytes(), b": ", &value.0]);
@@ -1422,6 +1434,7 @@ fn render(request: &Request, breaks: &[Break], issued: &IssuedCode, port: u16) -
     Wire {
         bytes: B(out),
         method,
+        origin: head.origin.as_ref().map(|o| o.0.clone()),
         splits,
         half_close,
         read_to_eof: half_close || matches!(expect, Expect::Bare(_)),
@@ -1872,8 +1885,55 @@ fn fault(with_harmless: bool) -> BoxedStrategy<Fault> {
 }
 
 /// Headers that change nothing for the service.
+/// The origins some client of the test registry allows (`helpers::REGISTRY`,
+/// as browsers serialize them): the answer carries CORS headers for these
+/// and no other.
+const CORS_ORIGINS: [&str; 3] = [
+    "https://app.test",
+    "http://localhost:5173",
+    "https://plain.test",
+];
+
+/// The `Origin` of a valid request: none, or one its client allows
+/// (`public-app`'s; `basic-app` allows none, so a browser cannot use it).
+fn allowed_origin(baseline: Baseline) -> BoxedStrategy<Option<B>> {
+    match baseline {
+        Baseline::Public => {
+            prop::option::weighted(0.3, select(&CORS_ORIGINS[..2]).prop_map(b)).boxed()
+        }
+        Baseline::Basic => Just(None).boxed(),
+    }
+}
+
+/// An `Origin` the baseline client does not allow: another client's,
+/// nobody's, the opaque `null`, an allowed one written another way, or not
+/// an origin at all.
+fn disallowed_origin(baseline: Baseline) -> impl Strategy<Value = B> {
+    let mut origins = vec![
+        "https://plain.test",
+        "https://evil.test",
+        "null",
+        "https://app.test:443",
+        "https://APP.test",
+        "https://app.test/",
+        "http://localhost:5174",
+        "",
+    ];
+    if baseline == Baseline::Basic {
+        origins.push("https://app.test");
+    }
+    prop_oneof![
+        select(origins).prop_map(b),
+        "[ -~]{1,60}".prop_map(b),
+        prop::collection::vec(0x80u8..=0xff, 1..20).prop_map(B),
+    ]
+}
+
 fn noise_header() -> impl Strategy<Value = (&'static str, B)> {
     prop_oneof![
+        // A browser's preflight questions, out of place on a POST: ignored.
+        "[ -~]{0,20}".prop_map(|v| ("Access-Control-Request-Method", b(v))),
+        "[ -~]{0,60}".prop_map(|v| ("Access-Control-Request-Headers", b(v))),
         "[ -~]{0,60}".prop_map(|v| ("User-Agent", b(v))),
         Just(("Accept", b("application/json"))),
         "[ -~]{0,160}".prop_map(|v| ("X-Request-Id", b(v))),
@@ -1930,7 +1990,7 @@ fn valid_head(baseline: Baseline) -> impl Strategy<Value = Head> {
         ),
         select(GOOD_CONTENT_TYPES),
         good_authorization(baseline),
-        prop::bool::weighted(0.15),
+        (prop::bool::weighted(0.15), allowed_origin(baseline)),
         framing(),
         any::<bool>(),
         prop::collection::vec(0u16..1000, 0..3),
@@ -1943,7 +2003,7 @@ fn valid_head(baseline: Baseline) -> impl Strategy<Value = Head> {
                 (extra_headers, big_cookie),
                 content_type,
                 authorization,
-                expect_continue,
+                (expect_continue, origin),
                 framing,
                 half_close,
                 splits,
@@ -1956,6 +2016,7 @@ fn valid_head(baseline: Baseline) -> impl Strategy<Value = Head> {
                 big_cookie,
                 content_type: Some(b(content_type)),
                 authorization,
+                origin,
                 expect_continue,
                 framing,
                 half_close,
@@ -2120,6 +2181,7 @@ fn request_breaks(baseline: Baseline) -> Vec<BoxedStrategy<Break>> {
         bad_injection(baseline).prop_map(Break::Injected).boxed(),
         select(ODD_METHODS).prop_map(Break::Method).boxed(),
         (MAX_BODY + 1..30_000).prop_map(Break::TooLarge).boxed(),
+        disallowed_origin(baseline).prop_map(Break::Origin).boxed(),
     ]);
     breaks
 }
@@ -2363,7 +2425,9 @@ fn parse_response(
         headers,
         body: Vec::new(),
     };
-    if (100..200).contains(&status) || head_request {
+    // No body: informational answers, 204 and 304 (RFC 9110 section 6.4.1),
+    // and any answer to HEAD.
+    if (100..200).contains(&status) || matches!(status, 204 | 304) || head_request {
         return Ok(Some((response, start)));
     }
     let length = response
@@ -2421,7 +2485,11 @@ fn check_conversation(
         }
         Expect::Handler | Expect::HandlerRefusesBody => {
             check_handler_answer(first, Some(wire))?;
-            if wire.expect == Expect::HandlerRefusesBody && wire.method != b"HEAD" {
+            // A preflight does not read the body: its 204 is the answer.
+            if wire.expect == Expect::HandlerRefusesBody
+                && wire.method != b"HEAD"
+                && wire.method != b"OPTIONS"
+            {
                 let body: Json = serde_json::from_slice(&first.body).unwrap_or_default();
                 prop_assert_eq!(&body["error"], "invalid_request", "{:?}", first);
             }
@@ -2458,10 +2526,23 @@ fn check_conversation(
 fn check_handler_answer(response: &RawResponse, wire: Option<&Wire>) -> Result<(), TestCaseError> {
     prop_assert!(response.status < 500, "a 5xx: {:?}", response);
     prop_assert!(
-        matches!(response.status, 200 | 400 | 401 | 405 | 408 | 413 | 429),
+        matches!(
+            response.status,
+            200 | 204 | 400 | 401 | 405 | 408 | 413 | 429
+        ),
         "unexpected status: {:?}",
         response
     );
+    if let Some(wire) = wire {
+        check_cors(response, wire)?;
+        if wire.method == b"OPTIONS" {
+            // A preflight, or a plain OPTIONS: 204, no body.
+            prop_assert_eq!(response.status, 204, "{:?}", response);
+            prop_assert_eq!(response.header("allow"), Some("OPTIONS, POST"));
+            prop_assert!(response.body.is_empty(), "{:?}", response);
+            return Ok(());
+        }
+    }
     prop_assert!(
         response.header("x-request-id").is_some(),
         "an answer the app did not make: {:?}",
@@ -2474,7 +2555,7 @@ fn check_handler_answer(response: &RawResponse, wire: Option<&Wire>) -> Result<(
         prop_assert_eq!(
             response.status == 405,
             wire.method != b"POST",
-            "405 exactly when the method is not POST: {:?}",
+            "405 exactly when the method is not POST (or OPTIONS): {:?}",
             response
         );
         if response.status == 413 {
@@ -2535,13 +2616,49 @@ fn check_handler_answer(response: &RawResponse, wire: Option<&Wire>) -> Result<(
         prop_assert!(response.header("retry-after").is_some());
     }
     if response.header("www-authenticate").is_some() {
-        prop_assert_eq!(response.status, 401);
+        prop_assert!(matches!(response.status, 401 | 429), "{:?}", response);
     }
     if matches!(response.status, 405 | 408 | 413) {
         prop_assert_eq!(error, "invalid_request");
     }
     if response.status == 405 {
-        prop_assert_eq!(response.header("allow"), Some("POST"));
+        prop_assert_eq!(response.header("allow"), Some("OPTIONS, POST"));
+    }
+    Ok(())
+}
+
+/// CORS on every answer of the handler: `Vary: Origin`, and
+/// `Access-Control-Allow-Origin` exactly when the request came from an
+/// origin some client allows, naming that origin; never credentials. An
+/// answer with tokens goes only to an origin the client allows.
+fn check_cors(response: &RawResponse, wire: &Wire) -> Result<(), TestCaseError> {
+    prop_assert!(
+        response
+            .header("vary")
+            .is_some_and(|v| v.contains("Origin")),
+        "no Vary: Origin: {:?}",
+        response
+    );
+    prop_assert!(response
+        .header("access-control-allow-credentials")
+        .is_none());
+    let origin = wire
+        .origin
+        .as_deref()
+        .and_then(|o| std::str::from_utf8(o).ok());
+    let allowed = origin.filter(|o| CORS_ORIGINS.contains(o));
+    prop_assert_eq!(
+        response.header("access-control-allow-origin"),
+        allowed,
+        "CORS headers exactly for an origin some client allows: {:?}",
+        response
+    );
+    if response.status == 200 {
+        prop_assert!(
+            origin.is_none() || CORS_ORIGINS[..2].contains(&origin.unwrap_or_default()),
+            "tokens for an origin public-app does not allow: {:?}",
+            response
+        );
     }
     Ok(())
 }

@@ -370,3 +370,53 @@ async fn discovery_document_is_accepted_by_the_library() {
         .unwrap_or_else(|e| panic!("openidconnect rejects the ID token: {e:?}"));
     assert_eq!(claims.subject().as_str(), "user-1");
 }
+
+/// RFC 8252: a native app's redirect URIs, a loopback one (any port, the one
+/// the app listened on) and a private-use scheme, redeem through the library
+/// exactly as the authorization request stored them; the same loopback URI
+/// with another port does not.
+#[tokio::test]
+async fn native_app_redirect_uris_redeem_exactly_as_stored() {
+    let app = spawn_app(Backend::Redis).await;
+    let http = http_client();
+    for redirect in [
+        "http://127.0.0.1:54321/cb",
+        "com.example.app:/cb",
+        "http://[::1]:8400/cb",
+    ] {
+        let (issued, nonce) = {
+            let nonce = Nonce::new_random();
+            let mut grant = helpers::grant("public-app");
+            grant.redirect_uri = Some(redirect.into());
+            grant.nonce = Some(nonce.secret().clone());
+            (app.issue(grant).await, nonce)
+        };
+        let rp = relying_party(&app, &http, "public-app", None)
+            .await
+            .set_redirect_uri(RedirectUrl::new(redirect.into()).expect("a native redirect URI"));
+        let response = exchange(&rp, &http, &issued)
+            .await
+            .unwrap_or_else(|e| panic!("{redirect}: {e:?}"));
+        verify_response(
+            &rp,
+            &response,
+            CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+            &nonce,
+        );
+
+        if redirect.starts_with("http://127.0.0.1") {
+            let mut grant = helpers::grant("public-app");
+            grant.redirect_uri = Some(redirect.into());
+            let other = app.issue(grant).await;
+            let moved = relying_party(&app, &http, "public-app", None)
+                .await
+                .set_redirect_uri(RedirectUrl::new("http://127.0.0.1:54322/cb".into()).unwrap());
+            match exchange(&moved, &http, &other).await {
+                Err(RequestTokenError::ServerResponse(e)) => {
+                    assert_eq!(*e.error(), CoreErrorResponseType::InvalidGrant)
+                }
+                other => panic!("another loopback port was accepted: {other:?}"),
+            }
+        }
+    }
+}

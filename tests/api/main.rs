@@ -9,6 +9,7 @@ mod balancer;
 mod cli;
 mod cluster;
 mod concurrency;
+mod cors;
 mod errors;
 mod faults;
 mod fuzz_corpus;
