@@ -8,6 +8,8 @@
 #
 # Steps
 #   closed          closed loop: $CONNECTIONS connections as fast as they go, $CODES codes
+#   cors            the same, each request with an Origin the client allows (a
+#                   browser app's requests: the CORS check and headers)
 #   open:RATE       open loop at RATE redemptions/s for $OPEN_SECONDS seconds
 #   curve           open:RATE for each RATE in $CURVE_RATES (latency against arrival rate)
 #   mix             closed loop with $MIX (replays, wrong verifiers, unknown codes)
@@ -107,6 +109,7 @@ client_id = "loadtest"
 token_endpoint_auth_method = "none"
 audience = "https://api.example.com"
 id_token_signed_response_alg = "$ALG"
+allowed_cors_origins = ["https://app.loadtest"]
 EOF
 
 PORT=$(free_port)
@@ -159,6 +162,8 @@ failed=0
 for step in "${STEPS[@]}"; do
     case "$step" in
         closed) loadgen_step "closed, $CONNECTIONS conns" --codes "$CODES" || failed=1 ;;
+        cors) loadgen_step "closed + Origin, $CONNECTIONS conns" --codes "$CODES" \
+                  --origin https://app.loadtest || failed=1 ;;
         mix) loadgen_step "closed + mix" --codes "$CODES" --mix "$MIX" || failed=1 ;;
         open:*)
             rate=${step#open:}

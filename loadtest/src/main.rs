@@ -105,6 +105,10 @@ struct RunArgs {
     /// Also write the summary as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Send every token request with this `Origin`, as a browser app would
+    /// (the client must allow it: `allowed_cors_origins`).
+    #[arg(long)]
+    origin: Option<String>,
     /// No progress line.
     #[arg(long)]
     quiet: bool,
@@ -174,6 +178,7 @@ async fn run(args: RunArgs) -> Result<bool, String> {
         host: &host,
         client_id: &args.source.client_id,
         redirect_uri: (!redirect.is_empty()).then_some(redirect),
+        origin: args.origin.as_deref(),
     };
     // A replay goes out two rounds of connections after its redemption, so
     // it usually finds the code taken rather than racing for it.

@@ -118,6 +118,8 @@ pub struct Target<'a> {
     pub host: &'a str,
     pub client_id: &'a str,
     pub redirect_uri: Option<&'a str>,
+    /// Send the requests as a browser app at this origin would (`Origin`).
+    pub origin: Option<&'a str>,
 }
 
 /// One rightful redemption per seed, in seed order, with the mix's other
@@ -198,7 +200,16 @@ fn request(target: &Target<'_>, seed: &Seed, verifier: &str) -> Vec<u8> {
         body.push_str("&redirect_uri=");
         body.push_str(&form_encode(uri));
     }
-    post_form(target.host, "/oauth/token", &body)
+    let mut request = post_form(target.host, "/oauth/token", &body);
+    if let Some(origin) = target.origin {
+        // After the request line and Host, before the rest of the head.
+        let at = request
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map_or(0, |i| i + 2);
+        request.splice(at..at, format!("Origin: {origin}\r\n").into_bytes());
+    }
+    request
 }
 
 /// application/x-www-form-urlencoded (WHATWG URL §5.2): unreserved bytes
@@ -246,6 +257,7 @@ mod tests {
         host: "127.0.0.1:8080",
         client_id: "loadtest",
         redirect_uri: None,
+        origin: None,
     };
 
     #[test]

@@ -47,7 +47,11 @@ const redemptionsOk = new Counter('redemptions_ok');
 const redemptionsFailed = new Counter('redemptions_failed');
 const codesExhausted = new Counter('codes_exhausted');
 
-const FORM = { 'Content-Type': 'application/x-www-form-urlencoded' };
+// ORIGIN: send every request as a browser app at that origin would (the
+// client must allow it, `allowed_cors_origins`): the CORS check and headers.
+const FORM = __ENV.ORIGIN
+  ? { 'Content-Type': 'application/x-www-form-urlencoded', Origin: __ENV.ORIGIN }
+  : { 'Content-Type': 'application/x-www-form-urlencoded' };
 // One params object per kind, built once. The expected status feeds
 // http_req_failed: 200 for a redemption, 400 for the requests that must fail,
 // so http_req_failed{kind:...} means "not answered as the contract says".
