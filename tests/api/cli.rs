@@ -214,19 +214,76 @@ fn issue_code_cli_against_redis() {
 
 /// A plain `GET`, blocking, for the synchronous tests: the status only.
 fn get_status(port: u16, path: &str) -> Option<u16> {
+    status_of(reqwest::Method::GET, port, path)
+}
+
+/// A request without a body, blocking: its status, or `None` if nothing
+/// answers.
+fn status_of(method: reqwest::Method, port: u16, path: &str) -> Option<u16> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
         reqwest::Client::new()
-            .get(format!("http://127.0.0.1:{port}{path}"))
+            .request(method, format!("http://127.0.0.1:{port}{path}"))
             .timeout(Duration::from_secs(5))
             .send()
             .await
             .ok()
             .map(|r| r.status().as_u16())
     })
+}
+
+/// The binary listening on `bind` (`ip:port`) with `envs` and nothing else
+/// of this environment, its stderr kept in a file; started once it answers
+/// `/livez`, killed when dropped.
+struct Logged {
+    port: u16,
+    log: std::path::PathBuf,
+    _server: Server,
+    _dir: tempfile::TempDir,
+}
+
+impl Logged {
+    fn start(bind: &str, envs: &[(&str, String)]) -> Self {
+        let port: u16 = bind.rsplit(':').next().unwrap().parse().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("stderr.log");
+        let child = Command::new(BIN)
+            .env_clear()
+            .env("TOKEN_ENDPOINT_BIND", bind)
+            .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let server = Server(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while get_status(port, "/livez").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the server did not start: {envs:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            port,
+            log,
+            _server: server,
+            _dir: dir,
+        }
+    }
+
+    /// On loopback, on a free port.
+    fn on_loopback(envs: &[(&str, String)]) -> Self {
+        Self::start(&format!("127.0.0.1:{}", free_port()), envs)
+    }
+
+    /// What it wrote to stderr so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap()
+    }
 }
 
 /// SIGTERM while a redemption is in flight (held up by a Redis that pauses
@@ -321,26 +378,15 @@ fn sigterm_turns_readiness_off_then_drains_in_flight_redemptions() {
 #[test]
 fn security_events_carry_the_request_id() {
     let files = AppFiles::new();
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let log_path = dir.path().join("stderr.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let child = Command::new(BIN)
-        .env_clear()
-        .env("TOKEN_ENDPOINT_BIND", format!("127.0.0.1:{port}"))
-        .env("TOKEN_ENDPOINT_CLIENTS_FILE", &files.registry)
-        .env("TOKEN_ENDPOINT_SIGNING_KEYS", files.signing_keys_env())
-        .env("TOKEN_ENDPOINT_LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let _server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while get_status(port, "/livez").is_none() {
-        assert!(Instant::now() < deadline, "the server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let server = Logged::on_loopback(&[
+        (
+            "TOKEN_ENDPOINT_CLIENTS_FILE",
+            files.registry.display().to_string(),
+        ),
+        ("TOKEN_ENDPOINT_SIGNING_KEYS", files.signing_keys_env()),
+        ("TOKEN_ENDPOINT_LOG_FORMAT", "json".into()),
+    ]);
+    let port = server.port;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -365,7 +411,7 @@ fn security_events_carry_the_request_id() {
     // The event is written as the request ends; give the writer a moment.
     let deadline = Instant::now() + Duration::from_secs(5);
     let events = loop {
-        let text = std::fs::read_to_string(&log_path).unwrap();
+        let text = server.log();
         let events: Vec<serde_json::Value> = text
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
@@ -406,29 +452,21 @@ fn a_key_file_open_to_others_is_warned_about() {
     }
     let warnings = |mode: u32| {
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
-        let port = free_port();
-        let log_path = dir.path().join(format!("stderr-{mode:o}.log"));
-        let child = Command::new(BIN)
-            .env_clear()
-            .env("TOKEN_ENDPOINT_BIND", format!("127.0.0.1:{port}"))
-            .env("TOKEN_ENDPOINT_CLIENTS_FILE", &files.registry)
-            .env("TOKEN_ENDPOINT_SIGNING_KEYS", &keys)
-            .env(
+        let server = Logged::on_loopback(&[
+            (
+                "TOKEN_ENDPOINT_CLIENTS_FILE",
+                files.registry.display().to_string(),
+            ),
+            ("TOKEN_ENDPOINT_SIGNING_KEYS", keys.clone()),
+            (
                 "TOKEN_ENDPOINT_VERIFICATION_KEYS",
-                fixture("ec-p256-public.test-only.pem"),
-            )
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log_path).unwrap())
-            .spawn()
-            .unwrap();
-        let _server = Server(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while get_status(port, "/livez").is_none() {
-            assert!(Instant::now() < deadline, "the server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::fs::read_to_string(&log_path)
-            .unwrap()
+                fixture("ec-p256-public.test-only.pem")
+                    .display()
+                    .to_string(),
+            ),
+        ]);
+        server
+            .log()
             .lines()
             .filter(|l| l.contains("private key file is readable or writable by others"))
             .filter(|l| l.contains("signing-key.pem"))
@@ -552,28 +590,12 @@ fn the_issuer_is_validated_strictly() {
 #[test]
 fn a_public_bind_without_an_address_header_is_warned_about() {
     let warned = |bind: &str, header: Option<&str>| {
-        let mut envs = vec![("TOKEN_ENDPOINT_BIND", bind.to_string())];
+        let mut envs = Vec::new();
         if let Some(header) = header {
-            envs.push(("TOKEN_ENDPOINT_CLIENT_ADDRESS_HEADER", header.into()));
+            envs.push(("TOKEN_ENDPOINT_CLIENT_ADDRESS_HEADER", header.to_string()));
         }
-        let dir = tempfile::tempdir().unwrap();
-        let log_path = dir.path().join("stderr.log");
-        let port: u16 = bind.rsplit(':').next().unwrap().parse().unwrap();
-        let child = Command::new(BIN)
-            .env_clear()
-            .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log_path).unwrap())
-            .spawn()
-            .unwrap();
-        let _server = Server(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while get_status(port, "/livez").is_none() {
-            assert!(Instant::now() < deadline, "the server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::fs::read_to_string(&log_path)
-            .unwrap()
+        Logged::start(bind, &envs)
+            .log()
             .lines()
             .filter(|l| l.contains("TOKEN_ENDPOINT_CLIENT_ADDRESS_HEADER"))
             .map(str::to_owned)
@@ -584,24 +606,6 @@ fn a_public_bind_without_an_address_header_is_warned_about() {
     assert!(open[0].contains("WARN"), "{open:?}");
     assert!(warned(&format!("0.0.0.0:{}", free_port()), Some("X-Forwarded-For")).is_empty());
     assert!(warned(&format!("127.0.0.1:{}", free_port()), None).is_empty());
-}
-
-/// `POST /dev/codes` with an empty body (the demo grant): its status, or
-/// `None` if nothing answers.
-fn dev_codes_status(port: u16) -> Option<u16> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        reqwest::Client::new()
-            .post(format!("http://127.0.0.1:{port}/dev/codes"))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .ok()
-            .map(|r| r.status().as_u16())
-    })
 }
 
 /// Security review, finding 8: the dev endpoints (which mint a code for any
@@ -623,28 +627,11 @@ fn dev_endpoints_exist_only_in_the_demo_or_on_explicit_opt_in() {
     let key = files.es256_key.display().to_string();
     let clients = demo_like.display().to_string();
     let dev_status = |bind_ip: &str, envs: &[(&str, String)]| -> (Option<u16>, String) {
-        let port = free_port();
-        let dir = tempfile::tempdir().unwrap();
-        let log_path = dir.path().join("stderr.log");
-        let child = Command::new(BIN)
-            .env_clear()
-            .env("TOKEN_ENDPOINT_BIND", format!("{bind_ip}:{port}"))
-            .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log_path).unwrap())
-            .spawn()
-            .unwrap();
-        let _server = Server(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while get_status(port, "/livez").is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "the server did not start: {envs:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let server = Logged::start(&format!("{bind_ip}:{}", free_port()), envs);
+        let port = server.port;
         assert_eq!(get_status(port, "/dev/anything"), Some(404));
-        let status = dev_codes_status(port);
+        // An empty body asks for the demo grant.
+        let status = status_of(reqwest::Method::POST, port, "/dev/codes");
         // The stand-in login page goes with /dev/codes: mounted, it refuses
         // a request without a client (400); otherwise it does not exist.
         let login_page = get_status(port, "/dev/authorize");
@@ -654,7 +641,7 @@ fn dev_endpoints_exist_only_in_the_demo_or_on_explicit_opt_in() {
             "/dev/authorize and /dev/codes are mounted together: {envs:?}"
         );
         std::thread::sleep(Duration::from_millis(100));
-        (status, std::fs::read_to_string(&log_path).unwrap())
+        (status, server.log())
     };
     let signing = ("TOKEN_ENDPOINT_SIGNING_KEYS", key.clone());
     let registry = ("TOKEN_ENDPOINT_CLIENTS_FILE", clients.clone());
@@ -732,25 +719,18 @@ fn a_private_verification_key_open_to_others_is_warned_about() {
     )
     .unwrap();
     std::fs::set_permissions(&old_key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let port = free_port();
-    let log_path = dir.path().join("stderr.log");
-    let child = Command::new(BIN)
-        .env_clear()
-        .env("TOKEN_ENDPOINT_BIND", format!("127.0.0.1:{port}"))
-        .env("TOKEN_ENDPOINT_CLIENTS_FILE", &files.registry)
-        .env("TOKEN_ENDPOINT_SIGNING_KEYS", files.signing_keys_env())
-        .env("TOKEN_ENDPOINT_VERIFICATION_KEYS", &old_key)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
-    let _server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while get_status(port, "/livez").is_none() {
-        assert!(Instant::now() < deadline, "the server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let log = std::fs::read_to_string(&log_path).unwrap();
+    let server = Logged::on_loopback(&[
+        (
+            "TOKEN_ENDPOINT_CLIENTS_FILE",
+            files.registry.display().to_string(),
+        ),
+        ("TOKEN_ENDPOINT_SIGNING_KEYS", files.signing_keys_env()),
+        (
+            "TOKEN_ENDPOINT_VERIFICATION_KEYS",
+            old_key.display().to_string(),
+        ),
+    ]);
+    let log = server.log();
     assert!(
         log.lines().any(
             |l| l.contains("private key file is readable or writable by others")
