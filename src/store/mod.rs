@@ -133,6 +133,9 @@ pub enum StoreError {
     Timeout(Duration),
     #[error("an authorization code with this value already exists")]
     Conflict,
+    /// No sentinel knows the master name the service asked for.
+    #[error("no sentinel knows a master by this name: {0}")]
+    UnknownSentinelMaster(String),
 }
 
 /// The store this process runs on.

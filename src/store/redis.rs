@@ -108,8 +108,12 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    /// Open the first connection now, so that a Redis that cannot be reached
-    /// stops start-up rather than the first request.
+    /// Open the first connection now and prove it works for the service: an
+    /// authenticated `PING`, and the take script loaded (`SCRIPT LOAD`; on a
+    /// Cluster, on every master). A Redis that cannot be reached, a password
+    /// it refuses, a user without the needed ACL permissions, or a master
+    /// name no sentinel knows then stops start-up rather than the first
+    /// request.
     pub async fn connect(settings: &RedisSettings) -> Result<Self, StoreError> {
         use secrecy::ExposeSecret;
         let invalid = |e: redis::RedisError| {
@@ -157,7 +161,13 @@ impl RedisStore {
             replica_acks: settings.replica_acks,
             connections: ConnectionMetrics::new(),
         };
-        store.conn().await?;
+        let mut conn = store.conn().await?;
+        store
+            .bounded(redis::cmd("PING").query_async::<String>(&mut conn))
+            .await?;
+        store
+            .bounded(TAKE_CODE.prepare_invoke().load_async(&mut conn))
+            .await?;
         Ok(store)
     }
 
@@ -489,5 +499,8 @@ impl ConnectionLike for Conn {
 fn unavailable(e: redis::RedisError) -> StoreError {
     // The driver's messages name the failure kind and address, never the
     // password of the URL.
+    if e.kind() == redis::ErrorKind::MasterNameNotFoundBySentinel {
+        return StoreError::UnknownSentinelMaster(e.to_string());
+    }
     StoreError::Unavailable(e.to_string())
 }

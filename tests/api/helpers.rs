@@ -115,9 +115,10 @@ impl RedisServer {
         };
         let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
         let mut buf = [0u8; 7];
+        // A server that requires a password answers, too: it is up.
         stream.write_all(b"PING\r\n").is_ok()
             && stream.read_exact(&mut buf).is_ok()
-            && &buf == b"+PONG\r\n"
+            && (&buf == b"+PONG\r\n" || &buf == b"-NOAUTH")
     }
 
     pub fn url(&self) -> String {

@@ -71,3 +71,24 @@ async fn redemptions_follow_a_sentinel_failover() {
     let held = app.metric("redis_connections ").await;
     assert!((1.0..=3.0).contains(&held), "{held} connections held");
 }
+
+/// A master name no sentinel knows stops start-up naming
+/// TOKEN_ENDPOINT_REDIS_SENTINEL_MASTER, not the URL of the sentinels,
+/// which answered.
+#[tokio::test]
+async fn an_unknown_master_name_is_blamed_on_its_setting() {
+    let group = RedisSentinelGroup::start();
+    let files = AppFiles::new();
+    let mut settings = settings(&files, None);
+    group.tweak()(&mut settings);
+    if let token_endpoint::config::StoreSettings::Redis { topology, .. } = &mut settings.store {
+        *topology = token_endpoint::store::RedisTopology::Sentinel {
+            master: "no-such-master".into(),
+        };
+    }
+    let err = match token_endpoint::startup::build_state(&settings).await {
+        Ok(_) => panic!("an unknown master name was accepted"),
+        Err(e) => e,
+    };
+    assert_eq!(err.setting, "TOKEN_ENDPOINT_REDIS_SENTINEL_MASTER", "{err}");
+}
