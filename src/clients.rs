@@ -191,8 +191,7 @@ impl ClientRegistry {
     }
 
     pub fn from_toml(text: &str) -> Result<Self, RegistryError> {
-        let file: RegistryFile =
-            toml::from_str(text).map_err(|e| RegistryError(e.message().to_owned()))?;
+        let file: RegistryFile = toml::from_str(text).map_err(|e| locate(text, &e))?;
         let mut clients = HashMap::new();
         for entry in file.clients {
             let id = entry.client_id.clone();
@@ -292,6 +291,44 @@ impl ClientRegistry {
             .max()
             .unwrap_or_default()
     }
+}
+
+/// A parse error of the registry, with its line and, inside a `[[clients]]`
+/// table, which client it is (by position, and by `client_id` when that
+/// much could be read): an unknown or a missing field must say where.
+fn locate(text: &str, error: &toml::de::Error) -> RegistryError {
+    let Some(at) = error.span().map(|span| span.start.min(text.len())) else {
+        return RegistryError(error.message().to_owned());
+    };
+    let before = text.get(..at).unwrap_or_default();
+    let line = before.matches('\n').count() + 1;
+    // The `[[clients]]` headers before the error; a missing field is
+    // reported at the table's start, the header itself.
+    let headers = before.matches("[[clients]]").count()
+        + usize::from(
+            text.get(at..)
+                .is_some_and(|rest| rest.starts_with("[[clients]]")),
+        );
+    let client = headers.checked_sub(1).map(|index| {
+        let id = toml::from_str::<toml::Table>(text).ok().and_then(|table| {
+            table
+                .get("clients")?
+                .as_array()?
+                .get(index)?
+                .get("client_id")?
+                .as_str()
+                .map(str::to_owned)
+        });
+        match id {
+            Some(id) => format!(", client {id:?} (clients[{index}])"),
+            None => format!(", clients[{index}]"),
+        }
+    });
+    RegistryError(format!(
+        "line {line}{}: {}",
+        client.unwrap_or_default(),
+        error.message()
+    ))
 }
 
 impl ClientEntry {
@@ -459,6 +496,29 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("access_token_lifetime"), "{err}");
+    }
+
+    /// Unknown and missing fields name the line and the client.
+    #[test]
+    fn parse_errors_name_the_line_and_the_client() {
+        let text = "[[clients]]\nclient_id = \"spa\"\ntoken_endpoint_auth_method = \"none\"\naudience = \"https://a.test\"\n\n[[clients]]\nclient_id = \"web\"\ntoken_endpoint_auth_method = \"none\"\naudience = \"https://a.test\"\nallowed_origins = []\n";
+        let err = ClientRegistry::from_toml(text).unwrap_err().to_string();
+        assert!(
+            err.contains("line 10")
+                && err.contains("client \"web\" (clients[1])")
+                && err.contains("unknown field `allowed_origins`"),
+            "{err}"
+        );
+        let text = "[[clients]]\nclient_id = \"spa\"\ntoken_endpoint_auth_method = \"none\"\naudience = \"https://a.test\"\n\n[[clients]]\nclient_id = \"web\"\ntoken_endpoint_auth_method = \"none\"\n";
+        let err = ClientRegistry::from_toml(text).unwrap_err().to_string();
+        assert!(
+            err.contains("client \"web\" (clients[1])") && err.contains("missing field `audience`"),
+            "{err}"
+        );
+        let err = ClientRegistry::from_toml("clients = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 1"), "{err}");
     }
 
     #[test]

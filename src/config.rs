@@ -3,6 +3,7 @@
 //! process with its name and the reason.
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -122,6 +123,274 @@ impl Default for Limits {
     }
 }
 
+/// One documented setting: a row of the README's Configuration table, which
+/// is generated from [`SETTINGS`] (`token-endpoint settings`; a test fails
+/// when the README and this list differ). [`Settings::from_lookup`] reads no
+/// variable that is not listed here.
+#[derive(Debug, Clone, Copy)]
+pub struct SettingDoc {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub meaning: &'static str,
+}
+
+/// Every setting, in the order of the table.
+pub const SETTINGS: &[SettingDoc] = &[
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_BIND",
+        default: "`127.0.0.1:8080`",
+        meaning: "listen address (`0.0.0.0:8080` in containers)",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_WORKERS",
+        default: "number of CPUs (at most 512)",
+        meaning: "actix-web worker threads (1–512, actix-web's limit)",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_ISSUER",
+        default: "`http://<bind>` on the embedded default; **required** with Redis",
+        meaning: "`iss` of every token: an `https://` URL with a host, printable ASCII without spaces, no user information, query, fragment, dot segments or trailing `/`. `http://` only on the embedded store, or with the next setting",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_INSECURE_HTTP_ISSUER",
+        default: "unset",
+        meaning: "`allow`: accept an `http://` issuer (and authorization endpoint) with Redis, for a test stack without TLS (`deploy/compose.yaml`). Never in production",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_REDIS_URL",
+        default: "unset: embedded store",
+        meaning: "`redis://[[user]:password@]host:port/db`, `rediss://`, `unix://`. At start-up the service authenticates, runs `PING` and loads its script: a wrong password, a missing ACL permission or an unreachable server stops it",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_REDIS_MODE",
+        default: "`standalone`",
+        meaning: "`standalone`; `cluster` for Redis Cluster (`TOKEN_ENDPOINT_REDIS_URL` lists seed nodes, comma-separated); `sentinel` for Redis Sentinel (`TOKEN_ENDPOINT_REDIS_URL` lists the sentinels)",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_REDIS_SENTINEL_MASTER",
+        default: "`mymaster`",
+        meaning: "the master's name in Sentinel mode; a name no sentinel knows stops start-up",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_REDIS_KEY_PREFIX",
+        default: "`oauth:`",
+        meaning: "prefix of every key (no braces, no whitespace)",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_REDIS_CONNECT_TIMEOUT_MS",
+        default: "`1000`",
+        meaning: "bound on connecting to Redis (1–60000)",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_REDIS_COMMAND_TIMEOUT_MS",
+        default: "`250`",
+        meaning: "bound on one Redis command; past it, 503 (1–60000)",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_REDIS_REPLICA_ACKS",
+        default: "`1` with `sentinel`, else `0`",
+        meaning: "replicas that must hold a take (`WAIT`, for at most half the command timeout) before tokens are issued; short of that, 503 (0–16). See [Redis durability](#redis-durability-what-exactly-once-needs-from-redis)",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_CLIENTS_FILE",
+        default: "demo clients on the embedded default; **required** with Redis",
+        meaning: "client registry (TOML)",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_SIGNING_KEYS",
+        default: "ephemeral key on the embedded default; **required** with Redis",
+        meaning: "comma-separated PEM paths; the first signs access tokens",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_VERIFICATION_KEYS",
+        default: "none",
+        meaning: "comma-separated PEM paths published in the JWKS only",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_AUTHORIZATION_ENDPOINT",
+        default: "`<issuer>/dev/authorize` where the dev endpoints are mounted, else `<issuer>/authorize`",
+        meaning: "advertised in the discovery document: an `https://` URL with a host and no fragment (`http://` where the issuer may be)",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_CORS_MAX_AGE_SECS",
+        default: "`7200`",
+        meaning: "`Access-Control-Max-Age` of a CORS preflight (0–86400); 7200 is the most Chromium honours, and a preflight grants nothing by itself ([docs/browser-apps.md](docs/browser-apps.md))",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_MAX_BODY_BYTES",
+        default: "`8192`",
+        meaning: "request body limit (1024–1048576); past it, 413",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_CLIENT_TIMEOUT_MS",
+        default: "`5000`",
+        meaning: "a client has this long to send its request head (past it actix answers 408 and closes), and again this long for its body (408, `invalid_request`) (100–60000)",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_MAX_CONNECTIONS",
+        default: "`10000`",
+        meaning: "open connections, all workers together, rounded down to a multiple of the workers (each worker holds an equal share; at least one each, so not fewer than the workers); past it new connections wait in the listen backlog (1–1000000)",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_AUTH_FAILURES_PER_ADDRESS",
+        default: "`20`",
+        meaning: "failed client authentications from one address (IPv6: one /64) per window; past it, 429 (1–1000000)",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_AUTH_FAILURES_PER_CLIENT",
+        default: "`100`",
+        meaning: "failed secret checks of one confidential client per window, from anywhere; past it, a `client_secret_guessing` security event (an alert, never a refusal) (1–1000000)",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_AUTH_FAILURE_WINDOW_SECS",
+        default: "`60`",
+        meaning: "the window of both (1–86400)",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_CLIENT_ADDRESS_HEADER",
+        default: "unset: the TCP peer",
+        meaning: "a header a trusted load balancer sets, e.g. `X-Forwarded-For`; the last entry of its last line is the client's address. Set it behind such a balancer (without it, every request comes from the balancer and one guesser locks everyone out; the service warns when it listens beyond loopback without it), and only there: otherwise clients choose their own address",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_DEV_ENDPOINTS",
+        default: "unset: only in the zero-configuration demo",
+        meaning: "`on` mounts `POST /dev/codes` and `GET /dev/authorize` on an embedded store that has keys, clients or a public bind, with loud warnings (refused with Redis); `off` removes them from the demo too. See [docs/security.md](docs/security.md#dev-endpoints)",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_LOG",
+        default: "`info`",
+        meaning: "`tracing` filter, e.g. `token_endpoint=debug`",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_LOG_FORMAT",
+        default: "`text`",
+        meaning: "`text` (coloured only when stderr is a terminal) or `json`",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_SHUTDOWN_DELAY_MS",
+        default: "`5000`",
+        meaning: "on SIGTERM, how long `/readyz` answers 503 while requests are still served (0–60000)",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_DRAIN_TIMEOUT_MS",
+        default: "`20000`",
+        meaning: "then, how long in-flight requests get to finish, to the millisecond, before the process exits (1–60000)",
+    },
+];
+
+/// The README's Configuration table, from [`SETTINGS`].
+pub fn settings_table() -> String {
+    let mut table = String::from("| variable | default | meaning |\n|---|---|---|\n");
+    for s in SETTINGS {
+        table.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            s.name, s.default, s.meaning
+        ));
+    }
+    table
+}
+
+/// The variables, read through `lookup`, one documented setting at a time.
+struct Vars<F> {
+    lookup: F,
+}
+
+impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    /// `name`'s value, `None` when unset. A variable that is set but empty
+    /// (or only whitespace) is an error, not "unset": a deployment whose
+    /// Redis URL came out empty must not start on the embedded store.
+    fn get(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
+        debug_assert!(
+            SETTINGS.iter().any(|s| s.name == name),
+            "{name} is read but not documented in SETTINGS"
+        );
+        match (self.lookup)(name) {
+            None => Ok(None),
+            Some(v) if v.trim().is_empty() => Err(ConfigError::new(
+                name,
+                "is set but empty: unset it to take the default, or give it a value",
+            )),
+            Some(v) => Ok(Some(v)),
+        }
+    }
+
+    /// Whether `name` is set (to anything).
+    fn is_set(&self, name: &'static str) -> Result<bool, ConfigError> {
+        self.get(name).map(|v| v.is_some())
+    }
+
+    /// A whole number in `range`, `default` when unset.
+    fn number(
+        &self,
+        name: &'static str,
+        default: u64,
+        range: RangeInclusive<u64>,
+        unit: &str,
+    ) -> Result<u64, ConfigError> {
+        match self.get(name)? {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|n| range.contains(n))
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        name,
+                        format!(
+                            "{v:?} is not a number of {unit} from {} to {}",
+                            range.start(),
+                            range.end()
+                        ),
+                    )
+                }),
+        }
+    }
+
+    /// Milliseconds in `range`, `default` when unset.
+    fn millis(
+        &self,
+        name: &'static str,
+        default: u64,
+        range: RangeInclusive<u64>,
+    ) -> Result<Duration, ConfigError> {
+        self.number(name, default, range, "milliseconds")
+            .map(Duration::from_millis)
+    }
+
+    /// One of `choices`, `None` when unset.
+    fn choice(
+        &self,
+        name: &'static str,
+        choices: &[&'static str],
+    ) -> Result<Option<&'static str>, ConfigError> {
+        match self.get(name)? {
+            None => Ok(None),
+            Some(v) => choices
+                .iter()
+                .find(|c| **c == v)
+                .copied()
+                .map(Some)
+                .ok_or_else(|| {
+                    ConfigError::new(name, format!("{v:?} is not one of {}", choices.join(", ")))
+                }),
+        }
+    }
+
+    /// Comma-separated paths, empty when unset.
+    fn paths(&self, name: &'static str) -> Result<Vec<PathBuf>, ConfigError> {
+        Ok(self
+            .get(name)?
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
 impl Settings {
     /// Read the settings from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -130,264 +399,93 @@ impl Settings {
 
     /// Read the settings through `lookup` (the environment, or a test's map).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let vars = Vars { lookup };
 
-        let bind: SocketAddr = parse_or(
-            "TOKEN_ENDPOINT_BIND",
-            get("TOKEN_ENDPOINT_BIND"),
-            "127.0.0.1:8080".parse().ok(),
-            "an address such as 0.0.0.0:8080",
-        )?;
-        let workers = match get("TOKEN_ENDPOINT_WORKERS") {
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            Some(v) => match v.parse::<usize>() {
-                Ok(n) if (1..=1024).contains(&n) => n,
-                _ => {
-                    return Err(ConfigError::new(
-                        "TOKEN_ENDPOINT_WORKERS",
-                        format!("{v:?} is not a number of workers from 1 to 1024"),
-                    ))
-                }
-            },
+        let bind: SocketAddr = match vars.get("TOKEN_ENDPOINT_BIND")? {
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+            Some(v) => v.parse().map_err(|_| {
+                ConfigError::new(
+                    "TOKEN_ENDPOINT_BIND",
+                    format!("{v:?} is not an address such as 0.0.0.0:8080"),
+                )
+            })?,
         };
-        let millis = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
-            match get(name) {
-                None => Ok(Duration::from_millis(default)),
-                Some(v) => match v.parse::<u64>() {
-                    Ok(ms) if (1..=60_000).contains(&ms) => Ok(Duration::from_millis(ms)),
-                    _ => Err(ConfigError::new(
-                        name,
-                        format!("{v:?} is not a number of milliseconds from 1 to 60000"),
-                    )),
-                },
-            }
-        };
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = vars.number(
+            "TOKEN_ENDPOINT_WORKERS",
+            cpus.min(MAX_WORKERS) as u64,
+            1..=MAX_WORKERS as u64,
+            "workers",
+        )? as usize;
 
-        let store = match get("TOKEN_ENDPOINT_REDIS_URL") {
-            None => StoreSettings::Embedded,
-            Some(url) => {
-                let topology = match get("TOKEN_ENDPOINT_REDIS_MODE").as_deref() {
-                    None | Some("standalone") => RedisTopology::Standalone,
-                    Some("cluster") => RedisTopology::Cluster,
-                    Some("sentinel") => RedisTopology::Sentinel {
-                        master: get("TOKEN_ENDPOINT_REDIS_SENTINEL_MASTER")
-                            .unwrap_or_else(|| "mymaster".into()),
-                    },
-                    Some(other) => {
-                        return Err(ConfigError::new(
-                            "TOKEN_ENDPOINT_REDIS_MODE",
-                            format!("{other:?} is not standalone, cluster or sentinel"),
-                        ))
-                    }
-                };
-                let urls: Vec<&str> = url.split(',').map(str::trim).collect();
-                if topology == RedisTopology::Standalone && urls.len() > 1 {
-                    return Err(ConfigError::new(
-                        "TOKEN_ENDPOINT_REDIS_URL",
-                        "lists several servers: set TOKEN_ENDPOINT_REDIS_MODE=cluster (seed nodes) or sentinel (sentinels)",
-                    ));
-                }
-                if !urls.iter().all(|u| {
-                    u.starts_with("redis://")
-                        || u.starts_with("rediss://")
-                        || u.starts_with("redis+unix://")
-                        || u.starts_with("unix://")
-                }) {
-                    return Err(ConfigError::new(
-                        "TOKEN_ENDPOINT_REDIS_URL",
-                        "must start with redis://, rediss:// or unix://",
-                    ));
-                }
-                let prefix =
-                    get("TOKEN_ENDPOINT_REDIS_KEY_PREFIX").unwrap_or_else(|| "oauth:".into());
-                if prefix.contains(['{', '}']) || prefix.chars().any(char::is_whitespace) {
-                    return Err(ConfigError::new("TOKEN_ENDPOINT_REDIS_KEY_PREFIX", "must not contain braces or whitespace: braces would change the keys' hash slot"));
-                }
-                StoreSettings::Redis {
-                    url: url.into(),
-                    keys: KeySpace::new(prefix),
-                    connect_timeout: millis("TOKEN_ENDPOINT_REDIS_CONNECT_TIMEOUT_MS", 1000)?,
-                    command_timeout: millis("TOKEN_ENDPOINT_REDIS_COMMAND_TIMEOUT_MS", 250)?,
-                    // Behind Sentinel there are replicas to fail over to by
-                    // definition, so a take waits for one by default; a
-                    // standalone server or a Cluster may have none.
-                    replica_acks: match get("TOKEN_ENDPOINT_REDIS_REPLICA_ACKS") {
-                        None if matches!(topology, RedisTopology::Sentinel { .. }) => 1,
-                        None => 0,
-                        Some(v) => v.parse::<u32>().ok().filter(|n| *n <= 16).ok_or_else(|| {
-                            ConfigError::new(
-                                "TOKEN_ENDPOINT_REDIS_REPLICA_ACKS",
-                                format!("{v:?} is not a number of replicas from 0 to 16"),
-                            )
-                        })?,
-                    },
-                    topology,
-                }
-            }
-        };
+        let store = Self::store(&vars)?;
         let production = matches!(store, StoreSettings::Redis { .. });
         let required = |name: &'static str| {
-            get(name).ok_or_else(|| {
+            vars.get(name)?.ok_or_else(|| {
                 ConfigError::new(name, "is required when TOKEN_ENDPOINT_REDIS_URL is set")
             })
         };
 
-        let allow_http_issuer = match get("TOKEN_ENDPOINT_INSECURE_HTTP_ISSUER").as_deref() {
-            None => false,
-            Some("allow") => true,
-            Some(other) => {
-                return Err(ConfigError::new(
-                    "TOKEN_ENDPOINT_INSECURE_HTTP_ISSUER",
-                    format!("{other:?} is not allow (or leave it unset)"),
-                ))
-            }
-        };
-        let issuer = match lookup("TOKEN_ENDPOINT_ISSUER").filter(|v| !v.is_empty()) {
+        let allow_http = vars
+            .choice("TOKEN_ENDPOINT_INSECURE_HTTP_ISSUER", &["allow"])?
+            .is_some();
+        let refuse_http = production && !allow_http;
+        let issuer = match vars.get("TOKEN_ENDPOINT_ISSUER")? {
             Some(issuer) => issuer,
             None if production => required("TOKEN_ENDPOINT_ISSUER")?,
             None => format!("http://{bind}"),
         };
-        check_issuer(&issuer, production && !allow_http_issuer)?;
-        let authorization_endpoint = get("TOKEN_ENDPOINT_AUTHORIZATION_ENDPOINT");
+        check_url(
+            "TOKEN_ENDPOINT_ISSUER",
+            &issuer,
+            refuse_http,
+            UrlKind::Issuer,
+        )?;
+        let authorization_endpoint = vars.get("TOKEN_ENDPOINT_AUTHORIZATION_ENDPOINT")?;
+        if let Some(endpoint) = &authorization_endpoint {
+            check_url(
+                "TOKEN_ENDPOINT_AUTHORIZATION_ENDPOINT",
+                endpoint,
+                refuse_http,
+                UrlKind::Endpoint,
+            )?;
+        }
 
-        let clients_file = match get("TOKEN_ENDPOINT_CLIENTS_FILE") {
+        let clients_file = match vars.get("TOKEN_ENDPOINT_CLIENTS_FILE")? {
             Some(path) => Some(PathBuf::from(path)),
             None if production => Some(required("TOKEN_ENDPOINT_CLIENTS_FILE")?.into()),
             None => None,
         };
-        let paths = |v: Option<String>| -> Vec<PathBuf> {
-            v.map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|p| !p.is_empty())
-                    .map(PathBuf::from)
-                    .collect()
-            })
-            .unwrap_or_default()
-        };
-        let signing_keys = paths(get("TOKEN_ENDPOINT_SIGNING_KEYS"));
+        let signing_keys = vars.paths("TOKEN_ENDPOINT_SIGNING_KEYS")?;
         if production && signing_keys.is_empty() {
             return Err(ConfigError::new(
                 "TOKEN_ENDPOINT_SIGNING_KEYS",
                 "is required when TOKEN_ENDPOINT_REDIS_URL is set: replicas with ephemeral keys would sign tokens no other replica's JWKS can verify",
             ));
         }
-        let verification_keys = paths(get("TOKEN_ENDPOINT_VERIFICATION_KEYS"));
+        let verification_keys = vars.paths("TOKEN_ENDPOINT_VERIFICATION_KEYS")?;
 
-        let max_body_bytes = match get("TOKEN_ENDPOINT_MAX_BODY_BYTES") {
-            None => 8192,
-            Some(v) => match v.parse::<usize>() {
-                Ok(n) if (1024..=1_048_576).contains(&n) => n,
-                _ => {
-                    return Err(ConfigError::new(
-                        "TOKEN_ENDPOINT_MAX_BODY_BYTES",
-                        format!("{v:?} is not a size from 1024 to 1048576 bytes"),
-                    ))
-                }
-            },
-        };
-        let shutdown_delay = match get("TOKEN_ENDPOINT_SHUTDOWN_DELAY_MS") {
-            None => Duration::from_secs(5),
-            Some(v) => match v.parse::<u64>() {
-                Ok(ms) if ms <= 60_000 => Duration::from_millis(ms),
-                _ => {
-                    return Err(ConfigError::new(
-                        "TOKEN_ENDPOINT_SHUTDOWN_DELAY_MS",
-                        format!("{v:?} is not a number of milliseconds from 0 to 60000"),
-                    ))
-                }
-            },
-        };
-        let drain_timeout = millis("TOKEN_ENDPOINT_DRAIN_TIMEOUT_MS", 20_000)?;
-        let log_filter = get("TOKEN_ENDPOINT_LOG").unwrap_or_else(|| "info".into());
+        let max_body_bytes = vars.number(
+            "TOKEN_ENDPOINT_MAX_BODY_BYTES",
+            8192,
+            1024..=1_048_576,
+            "bytes",
+        )? as usize;
+        let shutdown_delay = vars.millis("TOKEN_ENDPOINT_SHUTDOWN_DELAY_MS", 5000, 0..=60_000)?;
+        let drain_timeout = vars.millis("TOKEN_ENDPOINT_DRAIN_TIMEOUT_MS", 20_000, 1..=60_000)?;
+        let log_filter = vars
+            .get("TOKEN_ENDPOINT_LOG")?
+            .unwrap_or_else(|| "info".into());
         if tracing_subscriber::EnvFilter::try_new(&log_filter).is_err() {
             return Err(ConfigError::new("TOKEN_ENDPOINT_LOG", format!("{log_filter:?} is not a tracing filter (for example info or token_endpoint=debug)")));
         }
-        let log_format = match get("TOKEN_ENDPOINT_LOG_FORMAT").as_deref() {
-            None | Some("text") => LogFormat::Text,
+        let log_format = match vars.choice("TOKEN_ENDPOINT_LOG_FORMAT", &["text", "json"])? {
             Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(ConfigError::new(
-                    "TOKEN_ENDPOINT_LOG_FORMAT",
-                    format!("{other:?} is not text or json"),
-                ))
-            }
+            _ => LogFormat::Text,
         };
+        let limits = Self::limits(&vars, workers)?;
 
-        let number = |name: &'static str,
-                      default: u64,
-                      range: std::ops::RangeInclusive<u64>,
-                      unit: &str|
-         -> Result<u64, ConfigError> {
-            match get(name) {
-                None => Ok(default),
-                Some(v) => v
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| range.contains(n))
-                    .ok_or_else(|| {
-                        ConfigError::new(
-                            name,
-                            format!(
-                                "{v:?} is not a number of {unit} from {} to {}",
-                                range.start(),
-                                range.end()
-                            ),
-                        )
-                    }),
-            }
-        };
-        let client_address_header = match get("TOKEN_ENDPOINT_CLIENT_ADDRESS_HEADER") {
-            None => None,
-            Some(name) => {
-                match actix_web::http::header::HeaderName::from_bytes(name.trim().as_bytes()) {
-                    Ok(header) => Some(header.as_str().to_owned()),
-                    Err(_) => {
-                        return Err(ConfigError::new(
-                            "TOKEN_ENDPOINT_CLIENT_ADDRESS_HEADER",
-                            format!("{name:?} is not an HTTP header name"),
-                        ))
-                    }
-                }
-            }
-        };
-        let limits = Limits {
-            client_timeout: Duration::from_millis(number(
-                "TOKEN_ENDPOINT_CLIENT_TIMEOUT_MS",
-                5000,
-                100..=60_000,
-                "milliseconds",
-            )?),
-            max_connections: number(
-                "TOKEN_ENDPOINT_MAX_CONNECTIONS",
-                10_000,
-                1..=1_000_000,
-                "connections",
-            )? as usize,
-            auth: AuthLimits {
-                client_alert: number(
-                    "TOKEN_ENDPOINT_AUTH_FAILURES_PER_CLIENT",
-                    100,
-                    1..=1_000_000,
-                    "failures",
-                )? as u32,
-                per_address: number(
-                    "TOKEN_ENDPOINT_AUTH_FAILURES_PER_ADDRESS",
-                    20,
-                    1..=1_000_000,
-                    "failures",
-                )? as u32,
-                window: Duration::from_secs(number(
-                    "TOKEN_ENDPOINT_AUTH_FAILURE_WINDOW_SECS",
-                    60,
-                    1..=86_400,
-                    "seconds",
-                )?),
-            },
-            client_address_header,
-        };
-
-        let dev_endpoints = match get("TOKEN_ENDPOINT_DEV_ENDPOINTS").as_deref() {
+        let dev_endpoints = match vars.choice("TOKEN_ENDPOINT_DEV_ENDPOINTS", &["on", "off"])? {
             None => {
                 let demo = !production
                     && clients_file.is_none()
@@ -400,7 +498,6 @@ impl Settings {
                     DevEndpoints::Off
                 }
             }
-            Some("off") => DevEndpoints::Off,
             Some("on") if production => {
                 return Err(ConfigError::new(
                     "TOKEN_ENDPOINT_DEV_ENDPOINTS",
@@ -408,14 +505,8 @@ impl Settings {
                 ))
             }
             Some("on") => DevEndpoints::OptIn,
-            Some(other) => {
-                return Err(ConfigError::new(
-                    "TOKEN_ENDPOINT_DEV_ENDPOINTS",
-                    format!("{other:?} is not on or off (unset: only in the zero-configuration demo)"),
-                ))
-            }
+            Some(_) => DevEndpoints::Off,
         };
-
         // The login page clients are sent to: the frontend's, or, where the
         // stand-in login page is mounted, that one.
         let authorization_endpoint = match authorization_endpoint {
@@ -427,7 +518,7 @@ impl Settings {
         // grants nothing by itself (every request is checked against its
         // client's origins before anything is consumed), so the longest
         // time a browser keeps it costs no safety and saves a round trip.
-        let cors_max_age = Duration::from_secs(number(
+        let cors_max_age = Duration::from_secs(vars.number(
             "TOKEN_ENDPOINT_CORS_MAX_AGE_SECS",
             7200,
             0..=86_400,
@@ -453,41 +544,206 @@ impl Settings {
             limits,
         })
     }
-}
 
-fn parse_or<T: std::str::FromStr>(
-    name: &'static str,
-    value: Option<String>,
-    default: Option<T>,
-    expected: &str,
-) -> Result<T, ConfigError> {
-    match value {
-        Some(v) => v
-            .parse()
-            .map_err(|_| ConfigError::new(name, format!("{v:?} is not {expected}"))),
-        None => default.ok_or_else(|| ConfigError::new(name, "is required")),
+    /// `TOKEN_ENDPOINT_REDIS_*`. Without a Redis URL none of them may be
+    /// set: a deployment that meant Redis but lost its URL must not start
+    /// on the embedded store.
+    fn store<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<StoreSettings, ConfigError> {
+        const REDIS_ONLY: [&str; 6] = [
+            "TOKEN_ENDPOINT_REDIS_MODE",
+            "TOKEN_ENDPOINT_REDIS_SENTINEL_MASTER",
+            "TOKEN_ENDPOINT_REDIS_KEY_PREFIX",
+            "TOKEN_ENDPOINT_REDIS_CONNECT_TIMEOUT_MS",
+            "TOKEN_ENDPOINT_REDIS_COMMAND_TIMEOUT_MS",
+            "TOKEN_ENDPOINT_REDIS_REPLICA_ACKS",
+        ];
+        let Some(url) = vars.get("TOKEN_ENDPOINT_REDIS_URL")? else {
+            for name in REDIS_ONLY {
+                if vars.is_set(name)? {
+                    return Err(ConfigError::new(
+                        name,
+                        "is set, but TOKEN_ENDPOINT_REDIS_URL is not: the service would run on the embedded store and ignore it",
+                    ));
+                }
+            }
+            return Ok(StoreSettings::Embedded);
+        };
+        let topology = match vars.choice(
+            "TOKEN_ENDPOINT_REDIS_MODE",
+            &["standalone", "cluster", "sentinel"],
+        )? {
+            None | Some("standalone") => RedisTopology::Standalone,
+            Some("cluster") => RedisTopology::Cluster,
+            Some(_) => RedisTopology::Sentinel {
+                master: vars
+                    .get("TOKEN_ENDPOINT_REDIS_SENTINEL_MASTER")?
+                    .unwrap_or_else(|| "mymaster".into()),
+            },
+        };
+        if !matches!(topology, RedisTopology::Sentinel { .. })
+            && vars.is_set("TOKEN_ENDPOINT_REDIS_SENTINEL_MASTER")?
+        {
+            return Err(ConfigError::new(
+                "TOKEN_ENDPOINT_REDIS_SENTINEL_MASTER",
+                "is set, but TOKEN_ENDPOINT_REDIS_MODE is not sentinel",
+            ));
+        }
+        let urls: Vec<&str> = url.split(',').map(str::trim).collect();
+        if topology == RedisTopology::Standalone && urls.len() > 1 {
+            return Err(ConfigError::new(
+                "TOKEN_ENDPOINT_REDIS_URL",
+                "lists several servers: set TOKEN_ENDPOINT_REDIS_MODE=cluster (seed nodes) or sentinel (sentinels)",
+            ));
+        }
+        if !urls.iter().all(|u| {
+            u.starts_with("redis://")
+                || u.starts_with("rediss://")
+                || u.starts_with("redis+unix://")
+                || u.starts_with("unix://")
+        }) {
+            return Err(ConfigError::new(
+                "TOKEN_ENDPOINT_REDIS_URL",
+                "must start with redis://, rediss:// or unix://",
+            ));
+        }
+        let prefix = vars
+            .get("TOKEN_ENDPOINT_REDIS_KEY_PREFIX")?
+            .unwrap_or_else(|| "oauth:".into());
+        check_key_prefix(&prefix)
+            .map_err(|why| ConfigError::new("TOKEN_ENDPOINT_REDIS_KEY_PREFIX", why))?;
+        // Behind Sentinel there are replicas to fail over to by definition,
+        // so a take waits for one by default; a standalone server or a
+        // Cluster may have none.
+        let default_acks = u64::from(matches!(topology, RedisTopology::Sentinel { .. }));
+        Ok(StoreSettings::Redis {
+            url: url.into(),
+            keys: KeySpace::new(prefix),
+            connect_timeout: vars.millis(
+                "TOKEN_ENDPOINT_REDIS_CONNECT_TIMEOUT_MS",
+                1000,
+                1..=60_000,
+            )?,
+            command_timeout: vars.millis(
+                "TOKEN_ENDPOINT_REDIS_COMMAND_TIMEOUT_MS",
+                250,
+                1..=60_000,
+            )?,
+            replica_acks: vars.number(
+                "TOKEN_ENDPOINT_REDIS_REPLICA_ACKS",
+                default_acks,
+                0..=16,
+                "replicas",
+            )? as u32,
+            topology,
+        })
+    }
+
+    /// The abuse limits. The connection cap is shared out equally among the
+    /// workers (actix counts per worker), so it must allow each at least one.
+    fn limits<F: Fn(&str) -> Option<String>>(
+        vars: &Vars<F>,
+        workers: usize,
+    ) -> Result<Limits, ConfigError> {
+        let max_connections = vars.number(
+            "TOKEN_ENDPOINT_MAX_CONNECTIONS",
+            10_000,
+            1..=1_000_000,
+            "connections",
+        )? as usize;
+        if max_connections < workers {
+            return Err(ConfigError::new(
+                "TOKEN_ENDPOINT_MAX_CONNECTIONS",
+                format!("{max_connections} is fewer than the {workers} workers (TOKEN_ENDPOINT_WORKERS): each worker needs at least one connection"),
+            ));
+        }
+        let client_address_header = match vars.get("TOKEN_ENDPOINT_CLIENT_ADDRESS_HEADER")? {
+            None => None,
+            Some(name) => {
+                let name = name.trim();
+                if name.is_empty() || !name.bytes().all(is_token_char) {
+                    return Err(ConfigError::new(
+                        "TOKEN_ENDPOINT_CLIENT_ADDRESS_HEADER",
+                        format!("{name:?} is not an HTTP header name"),
+                    ));
+                }
+                Some(name.to_ascii_lowercase())
+            }
+        };
+        Ok(Limits {
+            client_timeout: vars.millis("TOKEN_ENDPOINT_CLIENT_TIMEOUT_MS", 5000, 100..=60_000)?,
+            max_connections,
+            auth: AuthLimits {
+                client_alert: vars.number(
+                    "TOKEN_ENDPOINT_AUTH_FAILURES_PER_CLIENT",
+                    100,
+                    1..=1_000_000,
+                    "failures",
+                )? as u32,
+                per_address: vars.number(
+                    "TOKEN_ENDPOINT_AUTH_FAILURES_PER_ADDRESS",
+                    20,
+                    1..=1_000_000,
+                    "failures",
+                )? as u32,
+                window: Duration::from_secs(vars.number(
+                    "TOKEN_ENDPOINT_AUTH_FAILURE_WINDOW_SECS",
+                    60,
+                    1..=86_400,
+                    "seconds",
+                )?),
+            },
+            client_address_header,
+        })
     }
 }
 
-/// The issuer (RFC 8414 §2, OpenID Connect Discovery §3): an `https` URL
-/// with a host, no user information, no query or fragment, and, because
-/// clients compare `iss` with it character by character, nothing that has
-/// two spellings: no whitespace or non-ASCII, no dot segments, no trailing
-/// `/`. `http` only on the embedded store, or where `refuse_http` is false
-/// (`TOKEN_ENDPOINT_INSECURE_HTTP_ISSUER=allow`).
-fn check_issuer(issuer: &str, refuse_http: bool) -> Result<(), ConfigError> {
-    let bad = |why: &str| {
-        Err(ConfigError::new(
-            "TOKEN_ENDPOINT_ISSUER",
-            format!("{issuer:?} {why}"),
-        ))
-    };
-    if !issuer.bytes().all(|b| b.is_ascii_graphic()) {
-        return bad("must be printable ASCII without spaces: tokens carry it verbatim in iss, and clients compare it exactly");
+/// actix-web refuses more workers than this.
+pub const MAX_WORKERS: usize = 512;
+
+/// RFC 9110 §5.6.2 `tchar`: the characters of a header name.
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// A Redis key prefix: no braces (they would change the keys' Cluster hash
+/// slot) and no whitespace. `issue-code` and the load generator check the
+/// same.
+pub fn check_key_prefix(prefix: &str) -> Result<(), &'static str> {
+    if prefix.contains(['{', '}']) || prefix.chars().any(char::is_whitespace) {
+        Err("must not contain braces or whitespace: braces would change the keys' hash slot")
+    } else {
+        Ok(())
     }
-    let rest = if let Some(rest) = issuer.strip_prefix("https://") {
+}
+
+/// What a URL setting names.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum UrlKind {
+    /// The issuer: no query either, and no trailing `/`, since tokens carry
+    /// it verbatim and clients compare it exactly.
+    Issuer,
+    /// An endpoint: a query is allowed (RFC 6749 §3.1).
+    Endpoint,
+}
+
+/// An `https` URL with a host, no user information and no fragment, and
+/// nothing that has two spellings: no whitespace or non-ASCII, no dot
+/// segments. `http` is refused where `refuse_http` (Redis without
+/// `TOKEN_ENDPOINT_INSECURE_HTTP_ISSUER=allow`). The issuer (RFC 8414 §2,
+/// OpenID Connect Discovery §3) has no query and no trailing `/` either.
+fn check_url(
+    setting: &'static str,
+    url: &str,
+    refuse_http: bool,
+    kind: UrlKind,
+) -> Result<(), ConfigError> {
+    let bad = |why: &str| Err(ConfigError::new(setting, format!("{url:?} {why}")));
+    if !url.bytes().all(|b| b.is_ascii_graphic()) {
+        return bad("must be printable ASCII without spaces: tokens and discovery carry it verbatim, and clients compare it exactly");
+    }
+    let rest = if let Some(rest) = url.strip_prefix("https://") {
         rest
-    } else if let Some(rest) = issuer.strip_prefix("http://") {
+    } else if let Some(rest) = url.strip_prefix("http://") {
         if refuse_http {
             return bad("is http:// with TOKEN_ENDPOINT_REDIS_URL set: use https:// (or set TOKEN_ENDPOINT_INSECURE_HTTP_ISSUER=allow for a test set-up without TLS)");
         }
@@ -495,10 +751,15 @@ fn check_issuer(issuer: &str, refuse_http: bool) -> Result<(), ConfigError> {
     } else {
         return bad("must be an https:// URL (http:// is accepted on the embedded store, or with TOKEN_ENDPOINT_INSECURE_HTTP_ISSUER=allow)");
     };
-    if issuer.contains(['?', '#']) {
-        return bad("must not have a query or fragment (OpenID Connect Discovery section 3)");
+    if url.contains('#') || (kind == UrlKind::Issuer && url.contains('?')) {
+        return bad(match kind {
+            UrlKind::Issuer => {
+                "must not have a query or fragment (OpenID Connect Discovery section 3)"
+            }
+            UrlKind::Endpoint => "must not have a fragment (RFC 6749 section 3.1)",
+        });
     }
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
     if authority.contains('@') {
         return bad("must not carry user information (user@ or user:password@)");
     }
@@ -518,13 +779,14 @@ fn check_issuer(issuer: &str, refuse_http: bool) -> Result<(), ConfigError> {
     if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
         return bad("has a port that is not a number from 1 to 65535");
     }
+    let path = path.split('?').next().unwrap_or_default();
     if path
         .split('/')
         .any(|segment| segment == "." || segment == "..")
     {
         return bad("must not have . or .. path segments");
     }
-    if issuer.ends_with('/') {
+    if kind == UrlKind::Issuer && url.ends_with('/') {
         return bad("must not end with '/': tokens carry it verbatim in iss, and clients compare it exactly");
     }
     Ok(())
@@ -625,7 +887,10 @@ mod tests {
             "http://127.0.0.1:8080",
             "http://[::1]:8080",
         ] {
-            assert!(check_issuer(good, false).is_ok(), "{good}");
+            assert!(
+                check_url("TOKEN_ENDPOINT_ISSUER", good, false, UrlKind::Issuer).is_ok(),
+                "{good}"
+            );
         }
         for bad in [
             "https://id.example ",
@@ -646,10 +911,16 @@ mod tests {
             "ftp://id.example",
             "id.example",
         ] {
-            let err = check_issuer(bad, false).unwrap_err();
+            let err = check_url("TOKEN_ENDPOINT_ISSUER", bad, false, UrlKind::Issuer).unwrap_err();
             assert_eq!(err.setting, "TOKEN_ENDPOINT_ISSUER", "{bad}");
         }
-        let err = check_issuer("http://id.example", true).unwrap_err();
+        let err = check_url(
+            "TOKEN_ENDPOINT_ISSUER",
+            "http://id.example",
+            true,
+            UrlKind::Issuer,
+        )
+        .unwrap_err();
         assert!(
             err.reason.contains("TOKEN_ENDPOINT_INSECURE_HTTP_ISSUER"),
             "{err}"

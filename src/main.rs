@@ -33,6 +33,9 @@ enum Command {
         #[arg(long, value_enum, default_value_t = KeyAlg::Es256)]
         alg: KeyAlg,
     },
+    /// Print the settings (TOKEN_ENDPOINT_* variables) as the README's
+    /// Configuration table: their defaults and what each does.
+    Settings,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -41,6 +44,16 @@ enum KeyAlg {
     Es256,
     #[value(name = "EdDSA")]
     EdDsa,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Method {
+    /// BASE64URL(SHA-256(verifier)), RFC 7636's default for clients.
+    #[value(name = "S256")]
+    S256,
+    /// The verifier itself, only for clients registered with allow_plain_pkce.
+    #[value(name = "plain")]
+    Plain,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -76,9 +89,10 @@ struct IssueCode {
     /// Access token audience (RFC 8707); repeat for several.
     #[arg(long)]
     resource: Vec<String>,
-    #[arg(long, default_value = "S256")]
-    method: String,
-    /// Code lifetime in seconds.
+    /// The PKCE method the code is bound with.
+    #[arg(long, value_enum, default_value_t = Method::S256)]
+    method: Method,
+    /// Code lifetime in seconds (on the embedded default, 1 to 3600).
     #[arg(long, default_value_t = 60)]
     ttl: u64,
     /// How many codes to issue.
@@ -86,8 +100,9 @@ struct IssueCode {
     count: usize,
     #[arg(long, value_enum, default_value_t = Format::Json)]
     format: Format,
-    /// Write straight to this Redis. Without it, codes are issued through the
-    /// embedded default's POST /dev/codes at --server.
+    /// Write straight to this Redis (standalone: not yet a Cluster or through
+    /// Sentinel). Without it, codes are issued through the embedded
+    /// default's POST /dev/codes at --server.
     #[arg(long, env = "TOKEN_ENDPOINT_REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
     #[arg(
@@ -122,6 +137,10 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::GenerateKey { alg } => generate_key(alg),
+        Command::Settings => {
+            print!("{}", token_endpoint::config::settings_table());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -145,11 +164,12 @@ fn serve() -> Result<(), String> {
 }
 
 async fn issue_code(args: IssueCode) -> Result<(), String> {
-    let method = match args.method.as_str() {
-        "S256" => ChallengeMethod::S256,
-        "plain" => ChallengeMethod::Plain,
-        other => return Err(format!("--method {other:?} is not S256 or plain")),
+    let method = match args.method {
+        Method::S256 => ChallengeMethod::S256,
+        Method::Plain => ChallengeMethod::Plain,
     };
+    token_endpoint::config::check_key_prefix(&args.key_prefix)
+        .map_err(|why| format!("--key-prefix {:?} {why}", args.key_prefix))?;
     let claims = match &args.claims {
         None => None,
         Some(json) => Some(
@@ -237,7 +257,7 @@ async fn issue_through_server(
         "client_id": grant.client_id, "redirect_uri": grant.redirect_uri, "sub": grant.sub,
         "scope": grant.scope, "nonce": grant.nonce, "auth_time": grant.auth_time, "acr": grant.acr,
         "amr": grant.amr, "claims": grant.claims, "resource": grant.resource,
-        "code_challenge_method": grant.code_challenge_method,
+        "code_challenge_method": grant.code_challenge_method, "ttl": args.ttl,
     });
     let client = reqwest::Client::new();
     let mut out = Vec::with_capacity(args.count);

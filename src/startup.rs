@@ -18,7 +18,7 @@ use crate::config::{ConfigError, DevEndpoints, Settings, StoreSettings};
 use crate::http::{request_id, routes, AppState};
 use crate::metrics::Metrics;
 use crate::redeem::Redeemer;
-use crate::store::{CodeStore, MemoryStore, RedisSettings, RedisStore};
+use crate::store::{CodeStore, MemoryStore, RedisSettings, RedisStore, StoreError};
 use crate::tokens::keys::{
     alg_name, is_private_key_file, verification_key_from_pem_file, SigningKey,
 };
@@ -39,6 +39,7 @@ pub struct Application {
     server: Server,
     draining: Arc<AtomicBool>,
     shutdown_delay: Duration,
+    drain_timeout: Duration,
 }
 
 impl Application {
@@ -75,18 +76,17 @@ impl Application {
                 .configure(|cfg| routes(cfg, dev))
         })
         .workers(settings.workers)
-        // The connection cap is per worker in actix.
-        .max_connections(
-            settings
-                .limits
-                .max_connections
-                .div_ceil(settings.workers.max(1)),
-        )
+        // The cap counts per worker in actix: an equal share each, rounded
+        // down, so that all workers together never exceed it (the settings
+        // refuse a cap below one per worker).
+        .max_connections((settings.limits.max_connections / settings.workers.max(1)).max(1))
         .client_request_timeout(settings.limits.client_timeout)
         // Signals are ours (`run_until_stopped`): readiness must turn false
         // before the listener closes, which actix's own handling does not do.
         .disable_signals()
-        .shutdown_timeout(settings.drain_timeout.as_secs().max(1))
+        // actix counts whole seconds: round up, and let `run_until_stopped`
+        // end the drain at the configured millisecond.
+        .shutdown_timeout(settings.drain_timeout.as_millis().div_ceil(1000).max(1) as u64)
         .listen(listener)
         .map_err(StartupError::Bind)?
         .run();
@@ -95,6 +95,7 @@ impl Application {
             server,
             draining,
             shutdown_delay: settings.shutdown_delay,
+            drain_timeout: settings.drain_timeout,
         })
     }
 
@@ -111,12 +112,16 @@ impl Application {
     /// On SIGTERM: `/readyz` turns 503 at once while requests are still
     /// served, for `TOKEN_ENDPOINT_SHUTDOWN_DELAY_MS` (load balancers stop
     /// sending); then the listener closes and in-flight requests get up to
-    /// `TOKEN_ENDPOINT_DRAIN_TIMEOUT_MS` to finish. SIGINT (Ctrl-C) skips the
-    /// delay. Returns once every worker has stopped.
+    /// `TOKEN_ENDPOINT_DRAIN_TIMEOUT_MS` to finish, to the millisecond (actix
+    /// counts whole seconds, so the end of the drain is timed here). SIGINT
+    /// (Ctrl-C) skips the delay. Returns once every worker has stopped, or
+    /// the drain time is up.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
         let draining = self.draining.clone();
         let delay = self.shutdown_delay;
+        let drain = self.drain_timeout;
+        let (drained, drain_over) = tokio::sync::oneshot::channel::<()>();
         let signals = tokio::spawn(async move {
             let signal = shutdown_signal().await;
             draining.store(true, Ordering::Relaxed);
@@ -128,12 +133,32 @@ impl Application {
             tracing::info!(
                 signal,
                 delay_ms = delay.as_millis() as u64,
+                drain_ms = drain.as_millis() as u64,
                 "shutting down: readiness is now false; draining after the delay"
             );
             tokio::time::sleep(delay).await;
-            handle.stop(true).await;
+            tokio::select! {
+                _ = handle.stop(true) => {}
+                _ = tokio::time::sleep(drain) => {
+                    tracing::warn!(
+                        drain_ms = drain.as_millis() as u64,
+                        "drain time is up: exiting with requests still in flight"
+                    );
+                    let _ = drained.send(());
+                }
+            }
         });
-        let result = self.server.await;
+        // A sender dropped without sending (the drain ended in time) is no
+        // reason to return: the server's own end is.
+        let drain_over = async {
+            if drain_over.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let result = tokio::select! {
+            result = self.server => result,
+            () = drain_over => Ok(()),
+        };
         signals.abort();
         result
     }
@@ -206,7 +231,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, ConfigError> {
             return Err(ConfigError::new(
                 "TOKEN_ENDPOINT_CLIENTS_FILE",
                 format!(
-                    "client {:?} wants ID tokens signed with {}, but TOKEN_ENDPOINT_SIGNING_KEYS has no such key",
+                    "client {:?}: id_token_signed_response_alg is {}, but TOKEN_ENDPOINT_SIGNING_KEYS has no such key",
                     client.client_id,
                     client.id_token_alg_name()
                 ),
@@ -238,11 +263,15 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, ConfigError> {
                 replica_acks: *replica_acks,
             })
             .await
-            .map_err(|e| {
-                ConfigError::new(
+            .map_err(|e| match e {
+                StoreError::UnknownSentinelMaster(_) => ConfigError::new(
+                    "TOKEN_ENDPOINT_REDIS_SENTINEL_MASTER",
+                    format!("the sentinels of TOKEN_ENDPOINT_REDIS_URL know no such master: {e}"),
+                ),
+                other => ConfigError::new(
                     "TOKEN_ENDPOINT_REDIS_URL",
-                    format!("cannot reach Redis: {e}"),
-                )
+                    format!("Redis does not work for this service: {other}"),
+                ),
             })?;
             CodeStore::Redis(Box::new(redis))
         }

@@ -62,8 +62,12 @@ struct SourceArgs {
     /// `POST /dev/codes`.
     #[arg(long, env = "TOKEN_ENDPOINT_REDIS_URL")]
     redis_url: Option<String>,
-    /// The service's TOKEN_ENDPOINT_REDIS_KEY_PREFIX.
-    #[arg(long, default_value = "oauth:")]
+    /// The service's key prefix.
+    #[arg(
+        long,
+        env = "TOKEN_ENDPOINT_REDIS_KEY_PREFIX",
+        default_value = "oauth:"
+    )]
     key_prefix: String,
     /// How many codes to seed.
     #[arg(long, default_value_t = 100_000)]
@@ -209,6 +213,8 @@ async fn seed(source: &SourceArgs) -> Result<Vec<Seed>, String> {
         scope: source.scope.clone(),
         ttl: Duration::from_secs(source.code_ttl),
     };
+    token_endpoint::config::check_key_prefix(&source.key_prefix)
+        .map_err(|why| format!("--key-prefix {:?} {why}", source.key_prefix))?;
     let started = std::time::Instant::now();
     let seeds = match &source.redis_url {
         Some(url) => {

@@ -6,18 +6,25 @@
 --   CODES_FILE=codes.ndjson wrk -t1 -c64 -d10s -s loadtest/wrk/redeem.lua http://127.0.0.1:8080
 --
 -- One thread (-t1): each wrk thread loads the file on its own, so more
--- threads would send the same codes. Seed more codes than the run can use:
--- if they run out, the script says so and the run does not count.
+-- threads would send the same codes. When the codes run out the thread
+-- stops sending (wrk 4.1's thread:stop()) and the summary says so instead
+-- of a rate: wrk still waits out -d, so its rates would undercount.
 -- It checks what wrk can check cheaply: every answer was 2xx (wrk counts
 -- the others as "Non-2xx"), and no code was sent twice.
 
 local codes = {}
 local next_code = 0
+exhausted = false -- global: done() reads it with thread:get
+local thread
 
 local function form_encode(s)
   return (s:gsub("[^%w%-%._~]", function(c)
     return string.format("%%%02X", string.byte(c))
   end))
+end
+
+function setup(t)
+  thread = t
 end
 
 function init(args)
@@ -45,7 +52,10 @@ function request()
   next_code = next_code + 1
   local r = codes[next_code]
   if r == nil then
-    -- Out of codes: an unknown code is answered 400 and counted as Non-2xx.
+    -- Out of codes: stop this thread once the answers in flight are in.
+    -- Meanwhile the connections each send one request that cannot succeed
+    -- (an unknown code, counted as Non-2xx); wrk needs a request here.
+    exhausted = true
     return wrk.format("POST", "/oauth/token",
       { ["Content-Type"] = "application/x-www-form-urlencoded" },
       "grant_type=authorization_code&code=exhausted&client_id=x&code_verifier=x")
@@ -53,9 +63,23 @@ function request()
   return r
 end
 
+function response(status, headers, body)
+  if exhausted then
+    wrk.thread:stop()
+  end
+end
+
 function done(summary, latency, requests)
   local bad = summary.errors.status + summary.errors.connect + summary.errors.read
     + summary.errors.write + summary.errors.timeout
+  if thread and thread:get("exhausted") then
+    -- wrk still waits out -d, so its per-second figures undercount.
+    io.write(string.format(
+      "the codes ran out after %d requests: the thread stopped sending; "
+        .. "wrk's rates are over the whole -d and do not count; seed more codes and run again\n",
+      summary.requests))
+    return
+  end
   io.write(string.format(
     "redemptions: %d in %.2f s = %.0f/s; p50 %.2f ms, p99 %.2f ms; errors %d\n",
     summary.requests, summary.duration / 1e6, summary.requests / (summary.duration / 1e6),

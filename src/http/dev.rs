@@ -7,14 +7,46 @@
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
+use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
 use crate::config::DevEndpoints;
 use crate::frontend::{issue_code as issue, Grant};
+use crate::pkce::ChallengeMethod;
+use crate::record::Resource;
 
-/// Lifetime of a code issued here: the contract's recommended 60 s.
-const DEV_CODE_TTL: Duration = Duration::from_secs(60);
+/// Lifetime of a code issued here unless the request says otherwise: the
+/// contract's recommended 60 s.
+const DEFAULT_TTL_SECS: u64 = 60;
+/// The longest a code issued here may live.
+const MAX_TTL_SECS: u64 = 3600;
+
+/// The body of `POST /dev/codes`: the frontend's grant, every member
+/// optional (an empty body or `{}` is the demo grant: client `demo`, subject
+/// `alice`, scope `openid profile`), and the code's lifetime in seconds.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DevCode {
+    client_id: Option<String>,
+    redirect_uri: Option<String>,
+    sub: Option<String>,
+    scope: Option<String>,
+    nonce: Option<String>,
+    auth_time: Option<u64>,
+    acr: Option<String>,
+    amr: Option<Vec<String>>,
+    claims: Option<serde_json::Map<String, serde_json::Value>>,
+    resource: Option<Resource>,
+    code_challenge_method: Option<ChallengeMethod>,
+    /// Seconds, 1 to 3600; default 60.
+    ttl: Option<u64>,
+}
+
+fn bad_request(description: String) -> HttpResponse {
+    HttpResponse::BadRequest()
+        .json(json!({"error": "invalid_request", "error_description": description}))
+}
 
 pub async fn issue_code(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
     if state.dev_endpoints == DevEndpoints::OptIn {
@@ -23,22 +55,41 @@ pub async fn issue_code(state: web::Data<AppState>, body: web::Bytes) -> HttpRes
             "POST /dev/codes used: a code was minted without any login (TOKEN_ENDPOINT_DEV_ENDPOINTS=on)"
         );
     }
-    let grant: Grant = if body.is_empty() {
-        Grant::new("demo", "alice", "openid profile")
+    let request: DevCode = if body.is_empty() {
+        DevCode::default()
     } else {
         match serde_json::from_slice(&body) {
-            Ok(grant) => grant,
-            Err(e) => {
-                return HttpResponse::BadRequest()
-                    .json(json!({"error": "invalid_request", "error_description": e.to_string()}))
-            }
+            Ok(request) => request,
+            Err(e) => return bad_request(format!("the body is not a grant: {e}")),
         }
     };
-    match issue(&state.redeemer.store, grant, DEV_CODE_TTL).await {
+    let ttl = request.ttl.unwrap_or(DEFAULT_TTL_SECS);
+    if !(1..=MAX_TTL_SECS).contains(&ttl) {
+        return bad_request(format!(
+            "ttl {ttl} is not a number of seconds from 1 to {MAX_TTL_SECS}"
+        ));
+    }
+    let mut grant = Grant::new(
+        request.client_id.as_deref().unwrap_or("demo"),
+        request.sub.as_deref().unwrap_or("alice"),
+        request.scope.as_deref().unwrap_or("openid profile"),
+    );
+    grant.redirect_uri = request.redirect_uri;
+    grant.nonce = request.nonce;
+    grant.auth_time = request.auth_time;
+    grant.acr = request.acr;
+    grant.amr = request.amr;
+    grant.claims = request.claims;
+    grant.resource = request.resource;
+    if let Some(method) = request.code_challenge_method {
+        grant.code_challenge_method = method;
+    }
+    let ttl = Duration::from_secs(ttl);
+    match issue(&state.redeemer.store, grant, ttl).await {
         Ok(issued) => HttpResponse::Ok().json(json!({
             "code": issued.code,
             "code_verifier": issued.verifier,
-            "expires_in": DEV_CODE_TTL.as_secs(),
+            "expires_in": ttl.as_secs(),
         })),
         Err(e) => HttpResponse::ServiceUnavailable()
             .json(json!({"error": "temporarily_unavailable", "error_description": e.to_string()})),

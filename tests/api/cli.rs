@@ -739,3 +739,350 @@ fn a_private_verification_key_open_to_others_is_warned_about() {
         "{log}"
     );
 }
+
+/// The README's Configuration table is the one `token-endpoint settings`
+/// prints from the settings code: they cannot drift apart.
+#[test]
+fn the_readme_configuration_table_is_the_settings_code() {
+    let output = Command::new(BIN).arg("settings").output().unwrap();
+    assert!(output.status.success());
+    let table = String::from_utf8(output.stdout).unwrap();
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    let begin = readme
+        .find("<!-- settings:begin")
+        .and_then(|i| readme[i..].find('\n').map(|n| i + n + 1))
+        .expect("the README marks its settings table");
+    let end = readme.find("<!-- settings:end -->").expect("end marker");
+    assert_eq!(
+        &readme[begin..end],
+        table,
+        "the README's table differs from the code: paste `cargo run -- settings` between the markers"
+    );
+}
+
+/// Documented-promises review (issue 15): settings the binary accepted
+/// although the docs said they stop start-up. Each exits non-zero naming
+/// the setting, promptly (before the fix some started and served).
+#[test]
+fn refused_settings_stop_start_up_naming_the_setting() {
+    let files = AppFiles::new();
+    let registry = files.registry.display().to_string();
+    let unknown_field = files.dir.path().join("unknown-field.toml");
+    std::fs::write(
+        &unknown_field,
+        "[[clients]]\nclient_id = \"spa\"\ntoken_endpoint_auth_method = \"none\"\naudience = \"https://a.test\"\n\n[[clients]]\nclient_id = \"web\"\ntoken_endpoint_auth_method = \"none\"\naudience = \"https://a.test\"\nredirect_uri = \"https://a.test/cb\"\n",
+    )
+    .unwrap();
+    type Env<'a> = Vec<(&'a str, String)>;
+    let cases: Vec<(Env, &str, &str)> = vec![
+        // actix refuses more than 512 workers: it panicked after "ready".
+        (
+            vec![("TOKEN_ENDPOINT_WORKERS", "513".into())],
+            "TOKEN_ENDPOINT_WORKERS",
+            "512",
+        ),
+        // Set but empty: it ran the embedded store with real keys.
+        (
+            vec![("TOKEN_ENDPOINT_REDIS_URL", String::new())],
+            "TOKEN_ENDPOINT_REDIS_URL",
+            "empty",
+        ),
+        (
+            vec![("TOKEN_ENDPOINT_AUTHORIZATION_ENDPOINT", "not a url".into())],
+            "TOKEN_ENDPOINT_AUTHORIZATION_ENDPOINT",
+            "not a url",
+        ),
+        // Two workers cannot share one connection: it served two.
+        (
+            vec![
+                ("TOKEN_ENDPOINT_WORKERS", "2".into()),
+                ("TOKEN_ENDPOINT_MAX_CONNECTIONS", "1".into()),
+            ],
+            "TOKEN_ENDPOINT_MAX_CONNECTIONS",
+            "workers",
+        ),
+        // An unknown field names the client and the line.
+        (
+            vec![(
+                "TOKEN_ENDPOINT_CLIENTS_FILE",
+                unknown_field.display().to_string(),
+            )],
+            "TOKEN_ENDPOINT_CLIENTS_FILE",
+            "line 10, client \"web\" (clients[1]): unknown field `redirect_uri`",
+        ),
+        // An algorithm no key provides names the client and the field.
+        (
+            vec![
+                ("TOKEN_ENDPOINT_CLIENTS_FILE", registry.clone()),
+                (
+                    "TOKEN_ENDPOINT_SIGNING_KEYS",
+                    files.es256_key.display().to_string(),
+                ),
+            ],
+            "TOKEN_ENDPOINT_CLIENTS_FILE",
+            "id_token_signed_response_alg",
+        ),
+    ];
+    for (envs, setting, why) in &cases {
+        let (status, stderr) = run_until_exit(envs, Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("{envs:?}: the service started"));
+        assert!(!status.success(), "{envs:?}");
+        assert_eq!(
+            status.code(),
+            Some(1),
+            "{envs:?}: not the start-up error's exit: {stderr}"
+        );
+        let error = stderr
+            .lines()
+            .find(|l| l.starts_with("error: "))
+            .unwrap_or_else(|| panic!("{envs:?}: no error line: {stderr}"));
+        assert!(
+            error.contains(setting) && error.contains(why),
+            "{setting} and {why:?} not in: {error}"
+        );
+    }
+}
+
+/// Redis that answers but does not work for the service stops start-up
+/// naming TOKEN_ENDPOINT_REDIS_URL: a URL without the password Redis
+/// requires, a wrong password, an ACL user that may not load the take
+/// script. With the right user the service starts.
+#[test]
+fn redis_that_refuses_the_service_stops_start_up() {
+    let redis = RedisServer::start_with(vec!["--requirepass".into(), "s3cret-pw".into()]);
+    let mut admin = redis::Client::open(format!("redis://:s3cret-pw@127.0.0.1:{}", redis.port))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    // A user that may PING but not run scripts, and one with what the
+    // service needs (docs: the commands the service runs).
+    redis::cmd("ACL")
+        .arg(&["SETUSER", "pinger", "on", ">pinger-pw", "~*", "+ping"])
+        .query::<()>(&mut admin)
+        .unwrap();
+    redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "tokens",
+            "on",
+            ">tokens-pw",
+            "~oauth:*",
+            "+ping",
+            "+evalsha",
+            "+eval",
+            "+script|load",
+            "+get",
+            "+set",
+            "+del",
+            "+exists",
+            "+wait",
+        ])
+        .query::<()>(&mut admin)
+        .unwrap();
+    let files = AppFiles::new();
+    let port = redis.port;
+    for (url, why) in [
+        (format!("redis://127.0.0.1:{port}"), "NOAUTH"),
+        (
+            format!("redis://:wrong@127.0.0.1:{port}"),
+            "authentication failed",
+        ),
+        (
+            format!("redis://pinger:pinger-pw@127.0.0.1:{port}"),
+            "no permissions to run",
+        ),
+    ] {
+        let envs = production_env(&files, &url);
+        let (status, stderr) = run_until_exit(&envs, Duration::from_secs(15))
+            .unwrap_or_else(|| panic!("{why}: the service started"));
+        assert!(!status.success());
+        assert!(
+            stderr.contains("TOKEN_ENDPOINT_REDIS_URL") && stderr.contains(why),
+            "{why}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("pinger-pw") && !stderr.contains("wrong@"),
+            "{stderr}"
+        );
+    }
+    let envs = production_env(
+        &files,
+        &format!("redis://tokens:tokens-pw@127.0.0.1:{port}"),
+    );
+    assert!(
+        run_until_exit(&envs, Duration::from_secs(3)).is_none(),
+        "the service with a working ACL user did not start"
+    );
+}
+
+/// `POST /dev/codes`: "the frontend's grant, all optional": `{}` and a
+/// grant with a client only are the demo grant; `issue-code --ttl` sets the
+/// code's lifetime on the embedded default too.
+#[test]
+fn dev_codes_take_an_optional_grant_and_issue_code_its_ttl() {
+    let server = Logged::on_loopback(&[]);
+    let port = server.port;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for body in ["{}", r#"{"client_id":"demo"}"#, r#"{"sub":"bob","ttl":5}"#] {
+        let (status, json) = runtime.block_on(async {
+            let response = reqwest::Client::new()
+                .post(format!("http://127.0.0.1:{port}/dev/codes"))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<serde_json::Value>().await.unwrap())
+        });
+        assert_eq!(status, 200, "{body}: {json}");
+        let code =
+            serde_json::json!({"code": json["code"], "code_verifier": json["code_verifier"]});
+        let (status, tokens) = redeem(port, "demo", &code, None);
+        assert_eq!(status, 200, "{body}: {tokens}");
+    }
+    let server_url = format!("http://127.0.0.1:{port}");
+    let code = issue_code(&["--server", &server_url, "--ttl", "1"]);
+    std::thread::sleep(Duration::from_millis(2100));
+    let (status, body) = redeem(port, "demo", &code, None);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "a 1 s code redeemed after 2 s: --ttl was ignored"
+    );
+}
+
+/// `TOKEN_ENDPOINT_DRAIN_TIMEOUT_MS` counts milliseconds: with 1500 and a
+/// redemption that cannot finish (Redis paused), the process exits 1.5 s
+/// after the listener closes, not at a whole second (it rounded down to 1 s).
+#[test]
+fn the_drain_timeout_counts_milliseconds() {
+    let redis = RedisServer::start();
+    let files = AppFiles::new();
+    let port = free_port();
+    let mut envs = production_env(&files, &redis.url());
+    envs.extend([
+        ("TOKEN_ENDPOINT_REDIS_COMMAND_TIMEOUT_MS", "10000".into()),
+        ("TOKEN_ENDPOINT_SHUTDOWN_DELAY_MS", "0".into()),
+        ("TOKEN_ENDPOINT_DRAIN_TIMEOUT_MS", "1500".into()),
+    ]);
+    let mut server = start_server(&envs, port);
+    let code = issue_code(&[
+        "--redis-url",
+        &redis.url(),
+        "--client-id",
+        "public-app",
+        "--redirect-uri",
+        "https://client.test/cb",
+    ]);
+    let mut conn = redis.client().get_connection().unwrap();
+    redis::cmd("CLIENT")
+        .arg(&["PAUSE", "8000", "WRITE"])
+        .query::<()>(&mut conn)
+        .unwrap();
+    let _in_flight = std::thread::spawn(move || {
+        redeem(port, "public-app", &code, Some("https://client.test/cb"))
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    let started = Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let exit = loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(8), "no exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "{exit}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1450),
+        "exited after {:?}: the drain was cut short",
+        started.elapsed()
+    );
+}
+
+/// Text logs written to a file carry no colour codes; the 429 of the
+/// failed-authentication limit says the same `Retry-After` as its log line.
+#[test]
+fn logs_to_a_file_are_plain_and_agree_with_the_answer() {
+    let files = AppFiles::new();
+    let server = Logged::on_loopback(&[
+        (
+            "TOKEN_ENDPOINT_CLIENTS_FILE",
+            files.registry.display().to_string(),
+        ),
+        ("TOKEN_ENDPOINT_SIGNING_KEYS", files.signing_keys_env()),
+        ("TOKEN_ENDPOINT_AUTH_FAILURES_PER_ADDRESS", "2".into()),
+    ]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let retry_after = runtime.block_on(async {
+        let mut last = None;
+        for _ in 0..3 {
+            let response = reqwest::Client::new()
+                .post(format!("http://127.0.0.1:{}/oauth/token", server.port))
+                .basic_auth("basic-app", Some("wrong"))
+                .form(&[
+                    ("grant_type", "authorization_code"),
+                    ("code", "c0de"),
+                    ("code_verifier", &"v".repeat(43)),
+                ])
+                .send()
+                .await
+                .unwrap();
+            last = Some((
+                response.status().as_u16(),
+                response
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_owned()),
+            ));
+        }
+        last.unwrap()
+    });
+    assert_eq!(retry_after.0, 429);
+    let seconds = retry_after.1.expect("Retry-After");
+    std::thread::sleep(Duration::from_millis(200));
+    let log = server.log();
+    assert!(!log.contains('\u{1b}'), "colour codes in a log file: {log}");
+    let limited = log
+        .lines()
+        .find(|l| l.contains("client_authentication_rate_limited"))
+        .unwrap_or_else(|| panic!("no rate-limit event: {log}"));
+    assert!(
+        limited.contains(&format!("retry_after_secs={seconds}")),
+        "Retry-After {seconds} but the log says: {limited}"
+    );
+}
+
+/// `issue-code --key-prefix` refuses what the service refuses.
+#[test]
+fn issue_code_refuses_a_key_prefix_the_service_refuses() {
+    let output = Command::new(BIN)
+        .args([
+            "issue-code",
+            "--redis-url",
+            "redis://127.0.0.1:1",
+            "--key-prefix",
+            "{x}:",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--key-prefix") && stderr.contains("braces"),
+        "{stderr}"
+    );
+}

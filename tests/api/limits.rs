@@ -260,3 +260,44 @@ async fn connections_beyond_the_cap_wait() {
         .unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
 }
+
+/// The cap counts all workers together: with 2 workers and a cap of 3,
+/// each worker holds 1 (rounded down, never above the cap), so a third
+/// connection waits while two are held (it was served: the cap was applied
+/// per worker, rounded up, 4 in all).
+#[tokio::test]
+async fn the_connection_cap_counts_all_workers_together() {
+    let app = app_with(|s| {
+        s.workers = 2;
+        s.limits.max_connections = 3;
+    })
+    .await;
+    let port = port(&app);
+    let livez = b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut held = vec![];
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        stream.write_all(livez).await.unwrap();
+        let mut buf = [0u8; 256];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("the first two are served")
+            .unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        held.push(stream);
+    }
+    let mut third = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    third.write_all(livez).await.unwrap();
+    let mut buf = [0u8; 256];
+    let early = tokio::time::timeout(Duration::from_millis(500), third.read(&mut buf)).await;
+    assert!(
+        early.is_err(),
+        "a third connection was served past a cap of 3 over 2 workers"
+    );
+    drop(held.pop());
+    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
+        .await
+        .expect("served once a connection closed")
+        .unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+}

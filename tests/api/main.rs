@@ -22,3 +22,4 @@ mod redeem;
 mod replay;
 mod secrets;
 mod sentinel;
+mod settings;
