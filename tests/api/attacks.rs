@@ -402,6 +402,7 @@ async fn codes_outside_the_unreserved_set_never_reach_the_store(backend: Backend
 /// record and its used marker in different slots (CrossSlot, a 503 and a
 /// store error that fires the alerts). Now it is an unknown code, and the
 /// store is not touched.
+#[cfg(feature = "slow-tests")]
 #[tokio::test]
 async fn codes_with_braces_are_unknown_on_a_cluster() {
     let cluster = RedisCluster::start();

@@ -507,6 +507,13 @@ impl Harness {
         strategy: S,
         property: impl Fn(S::Value) -> Result<(), TestCaseError>,
     ) {
+        // The fast set (without the `slow-tests` feature) runs a fifth of
+        // the cases; PROPTEST_CASES overrides either.
+        let cases = if cfg!(feature = "slow-tests") {
+            cases
+        } else {
+            (cases / 5).max(20)
+        };
         let cases = std::env::var("PROPTEST_CASES")
             .ok()
             .and_then(|c| c.parse().ok())

@@ -1,16 +1,26 @@
 //! Black-box tests: a real `redis-server` started by the harness, the real
 //! application on port 0, real HTTP, real keys and signatures. One binary, so
 //! the suite links once.
+//!
+//! The load, fault and topology tests (Cluster, Sentinel, HAProxy, faults
+//! under load, exactly-once under concurrency) need the `slow-tests`
+//! feature, on by default: `cargo test --no-default-features` is the fast set.
 
+// Clusters and Sentinel groups serve the slow tests only.
+#[cfg_attr(not(feature = "slow-tests"), allow(dead_code))]
 mod helpers;
 
 mod attacks;
+#[cfg(feature = "slow-tests")]
 mod balancer;
 mod cli;
+#[cfg(feature = "slow-tests")]
 mod cluster;
+#[cfg(feature = "slow-tests")]
 mod concurrency;
 mod cors;
 mod errors;
+#[cfg(feature = "slow-tests")]
 mod faults;
 mod fuzz_corpus;
 mod hostile;
@@ -21,5 +31,6 @@ mod ops;
 mod redeem;
 mod replay;
 mod secrets;
+#[cfg(feature = "slow-tests")]
 mod sentinel;
 mod settings;

@@ -124,7 +124,7 @@ async fn redis_that_stops_answering_is_a_bounded_503() {
         let mut conn = redis.client().get_connection().unwrap();
         let _: () = redis::cmd("CLIENT")
             .arg("PAUSE")
-            .arg(1500)
+            .arg(3000)
             .arg("ALL")
             .query(&mut conn)
             .unwrap();
@@ -134,12 +134,14 @@ async fn redis_that_stops_answering_is_a_bounded_503() {
     let elapsed = started.elapsed();
     assert_eq!(answer.status, 503, "{answer:?}");
     assert_eq!(answer.header("retry-after"), Some("1"));
+    // Before Redis answers again: the command timeout (250 ms) answered,
+    // not Redis. The margin is for a loaded machine, not a speed claim.
     assert!(
-        elapsed < Duration::from_millis(1500),
+        elapsed < Duration::from_millis(3000),
         "answered after {elapsed:?}"
     );
 
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    tokio::time::sleep(Duration::from_millis(3100).saturating_sub(elapsed)).await;
     let fresh = app.issue(grant("public-app")).await;
     let answer = app.post_form(&TestApp::form(&fresh, "public-app")).await;
     assert_eq!(answer.status, 200, "{answer:?}");
