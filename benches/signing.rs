@@ -89,12 +89,16 @@ fn signing(c: &mut Criterion) {
             &ring,
             |b, s| b.iter(|| s.try_sign(black_box(MESSAGE)).expect("sign")),
         );
-        let aws = AwsLcSigner::from_pkcs8(alg, der).expect("aws-lc-rs parses the key");
-        group.bench_with_input(
-            BenchmarkId::new("aws-lc-rs, key parsed once", name),
-            &aws,
-            |b, s| b.iter(|| s.try_sign(black_box(MESSAGE)).expect("sign")),
-        );
+        // The service signs RS256 with ring (it measured faster; the
+        // aws-lc-rs RS256 figures are in BENCHMARKS.md), so there is no
+        // aws-lc-rs RS256 signer to compare any more.
+        if let Ok(aws) = AwsLcSigner::from_pkcs8(alg, der) {
+            group.bench_with_input(
+                BenchmarkId::new("aws-lc-rs, key parsed once", name),
+                &aws,
+                |b, s| b.iter(|| s.try_sign(black_box(MESSAGE)).expect("sign")),
+            );
+        }
         // jsonwebtoken::encode builds a signer from the key on every call
         // (here through the ring provider the service installs).
         let key = encoding_key(alg, der);

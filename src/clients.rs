@@ -284,13 +284,6 @@ impl ClientRegistry {
         self.clients.values()
     }
 
-    /// The longest access-token lifetime of any client.
-    pub fn max_access_token_lifetime(&self) -> Duration {
-        self.iter()
-            .map(|c| c.access_token_lifetime)
-            .max()
-            .unwrap_or_default()
-    }
 }
 
 /// A parse error of the registry, with its line and, inside a `[[clients]]`

@@ -17,10 +17,6 @@ impl KeySpace {
         }
     }
 
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
     /// `<prefix>code:{<code>}`: the record the frontend writes.
     pub fn code(&self, code: &str) -> String {
         format!("{}code:{{{}}}", self.prefix, code)

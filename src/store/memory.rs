@@ -110,15 +110,6 @@ impl MemoryStore {
         self.revoked.retain(|_, until| *until > now);
     }
 
-    /// Number of codes and markers held (expired ones until the next sweep).
-    pub fn len(&self) -> usize {
-        self.codes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.codes.is_empty()
-    }
-
     /// Sweep every `period` until the store is dropped everywhere else.
     pub fn spawn_sweeper(&self, period: Duration) {
         let codes = Arc::downgrade(&self.codes);

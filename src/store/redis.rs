@@ -220,10 +220,6 @@ impl RedisStore {
         Ok(conn)
     }
 
-    pub fn keys(&self) -> &KeySpace {
-        &self.keys
-    }
-
     /// Run `fut` under the command timeout, whatever the driver does.
     async fn bounded<T>(
         &self,
