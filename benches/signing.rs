@@ -6,6 +6,15 @@
 //! form parsing. The whole redemption is `benches/redemption.rs`.
 //! Figures: BENCHMARKS.md.
 
+// Tests and benches may panic: that is how they fail (the workspace's lints
+// forbid it in production code).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::hint::black_box;
 use std::net::IpAddr;
 use std::time::Duration;

@@ -283,7 +283,6 @@ impl ClientRegistry {
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Client>> {
         self.clients.values()
     }
-
 }
 
 /// A parse error of the registry, with its line and, inside a `[[clients]]`

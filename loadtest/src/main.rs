@@ -12,6 +12,17 @@
 //! - [`report`]: the verdict, the table and the JSON summary.
 //! - [`http1`]: a minimal keep-alive HTTP/1.1 client connection.
 
+// The workspace's lints forbid panics in production code; unit tests may.
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 mod http1;
 mod plan;
 mod procstat;

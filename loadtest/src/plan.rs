@@ -234,7 +234,7 @@ pub fn form_encode(value: &str) -> String {
 fn random_token(rng: &mut fastrand::Rng) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     (0..43)
-        .map(|_| char::from(ALPHABET[rng.usize(..64)]))
+        .map(|_| char::from(rng.choice(ALPHABET.iter()).copied().unwrap_or(b'A')))
         .collect()
 }
 

@@ -125,14 +125,12 @@ pub async fn through_server(
     count: usize,
     template: &GrantTemplate,
 ) -> Result<Vec<Seed>, String> {
-    let mut body = serde_json::json!({
+    let body = serde_json::json!({
         "client_id": template.client_id,
         "sub": template.sub,
         "scope": template.scope,
+        "redirect_uri": template.redirect_uri,
     });
-    if let Some(uri) = &template.redirect_uri {
-        body["redirect_uri"] = uri.clone().into();
-    }
     let request = http1::post(host, "/dev/codes", "application/json", &body.to_string());
     let lanes = 8.min(count.max(1));
     let mut tasks = Vec::with_capacity(lanes);

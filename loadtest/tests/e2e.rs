@@ -2,6 +2,15 @@
 //! it must redeem every code exactly once, say so when it could not, and
 //! write the seed file the k6 scripts read.
 
+// Tests and benches may panic: that is how they fail (the workspace's lints
+// forbid it in production code).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 #[allow(dead_code, unused_imports, unused_macros)]
 #[path = "../../tests/api/helpers.rs"]
 mod helpers;

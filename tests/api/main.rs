@@ -6,6 +6,15 @@
 //! under load, exactly-once under concurrency) need the `slow-tests`
 //! feature, on by default: `cargo test --no-default-features` is the fast set.
 
+// Tests and benches may panic: that is how they fail (the workspace's lints
+// forbid it in production code).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 // Clusters and Sentinel groups serve the slow tests only.
 #[cfg_attr(not(feature = "slow-tests"), allow(dead_code))]
 mod helpers;
