@@ -3,6 +3,7 @@
 //! logs and metrics; neither ever holds a secret.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 /// Why a request failed, as a bounded set: the `reason` label of
 /// `token_requests_total` and the field of every log line about a failure.
@@ -93,10 +94,34 @@ impl Reason {
         }
     }
 
-    /// The `outcome` label: the RFC 6749 error code, `success` or `unavailable`.
-    pub fn outcome(self) -> &'static str {
-        match self {
-            Self::Issued => "success",
+    /// The one mapping from a failure to its error code: RFC 6749 §5.2's,
+    /// RFC 8707's `invalid_target`, or `temporarily_unavailable` (RFC 6749
+    /// §4.1.2.1's code for an unavailable server, since §5.2 has none).
+    /// `None` for success.
+    ///
+    /// - `invalid_request`: "The request is missing a required parameter,
+    ///   includes an unsupported parameter value (other than grant type),
+    ///   repeats a parameter, includes multiple credentials, utilizes more
+    ///   than one mechanism for authenticating the client, or is otherwise
+    ///   malformed."
+    /// - `invalid_client`: "Client authentication failed (e.g., unknown
+    ///   client, no client authentication included, or unsupported
+    ///   authentication method)." Also too many failed authentications from
+    ///   an address: the client cannot authenticate now, and RFC 6749 has no
+    ///   code of its own for that.
+    /// - `invalid_grant`: "The provided authorization grant ... is invalid,
+    ///   expired, revoked, does not match the redirection URI used in the
+    ///   authorization request, or was issued to another client." RFC 7636
+    ///   §4.6: also a verifier that does not match the challenge.
+    /// - `invalid_target` (RFC 8707 §2): "The requested resource is invalid,
+    ///   missing, unknown, or malformed."
+    /// - `unsupported_grant_type`: "The authorization grant type is not
+    ///   supported by the authorization server."
+    /// - `server_error`: §5.2 does not list it for the token endpoint; used
+    ///   only for defects, never for a client's mistake.
+    pub fn code(self) -> Option<&'static str> {
+        Some(match self {
+            Self::Issued => return None,
             Self::MalformedRequest
             | Self::BodyTooLarge
             | Self::SlowBody
@@ -114,8 +139,19 @@ impl Reason {
             | Self::PkceMismatch
             | Self::BadRecord => "invalid_grant",
             Self::TargetNotAllowed => "invalid_target",
-            Self::StoreUnavailable => "unavailable",
+            Self::StoreUnavailable => "temporarily_unavailable",
             Self::Internal => "server_error",
+        })
+    }
+
+    /// The `outcome` label of `token_requests_total`: the error code, with
+    /// `success` and `unavailable` for the two answers that are not a
+    /// client's error (names the dashboards and alerts use).
+    pub fn outcome(self) -> &'static str {
+        match self.code() {
+            None => "success",
+            Some("temporarily_unavailable") => "unavailable",
+            Some(code) => code,
         }
     }
 }
@@ -125,73 +161,79 @@ impl Reason {
 const UNUSABLE_CODE: &str =
     "authorization code is invalid, has expired, or was not issued to this client";
 
-/// An error response of the token endpoint.
+/// An error answer of the token endpoint: why (its [`Reason`], from which
+/// the error code follows, [`Reason::code`]), what the client is told, and
+/// what the answer needs besides. The HTTP layer turns it into a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenError {
-    /// RFC 6749 §5.2 `invalid_request`: "The request is missing a required
-    /// parameter, includes an unsupported parameter value (other than grant
-    /// type), repeats a parameter, includes multiple credentials, utilizes
-    /// more than one mechanism for authenticating the client, or is otherwise
-    /// malformed."
-    InvalidRequest {
-        description: Cow<'static, str>,
-        reason: Reason,
-    },
-    /// RFC 6749 §5.2 `invalid_client`: "Client authentication failed (e.g.,
-    /// unknown client, no client authentication included, or unsupported
-    /// authentication method)." Answered with 401; with
-    /// `WWW-Authenticate: Basic` when the client used the Authorization header.
-    InvalidClient {
-        description: Cow<'static, str>,
-        reason: Reason,
-        used_authorization_header: bool,
-    },
-    /// RFC 6749 §5.2 `invalid_grant`: "The provided authorization grant ...
-    /// is invalid, expired, revoked, does not match the redirection URI used
-    /// in the authorization request, or was issued to another client."
-    /// RFC 7636 §4.6: also a verifier that does not match the challenge.
-    InvalidGrant {
-        description: Cow<'static, str>,
-        reason: Reason,
-    },
-    /// RFC 8707 §2 `invalid_target`: "The requested resource is invalid,
-    /// missing, unknown, or malformed." Here: the `resource` the grant
-    /// carries is not within the client's registered audience.
-    InvalidTarget { description: Cow<'static, str> },
-    /// RFC 6749 §5.2 `unsupported_grant_type`: "The authorization grant type
-    /// is not supported by the authorization server."
-    UnsupportedGrantType { description: Cow<'static, str> },
-    /// Too many failed client authentications from this address in the
-    /// current window: 429 with `Retry-After`, `error` `invalid_client` (the
-    /// client cannot authenticate now; RFC 6749 has no code of its own for
-    /// this), and `WWW-Authenticate` when the client used the header, as
-    /// for any `invalid_client`. The request was not evaluated.
-    AuthRateLimited {
-        retry_after: std::time::Duration,
-        used_authorization_header: bool,
-    },
-    /// The code store did not answer in time: 503 with `Retry-After`. Not an
-    /// RFC 6749 code; the body uses `temporarily_unavailable` (RFC 6749
-    /// §4.1.2.1's code for the same condition at the authorization endpoint).
-    Unavailable,
-    /// RFC 6749 §5.2 does not list it for the token endpoint; used only for
-    /// defects (a token that could not be signed), never for client mistakes.
-    ServerError,
+pub struct TokenError {
+    reason: Reason,
+    description: Cow<'static, str>,
+    /// The client authenticated with the `Authorization` header: its
+    /// `invalid_client` answers carry `WWW-Authenticate` (RFC 6749 §5.2).
+    used_authorization_header: bool,
+    /// How long a limited client is to wait (a 429's `Retry-After`).
+    retry_after: Option<Duration>,
 }
 
 impl TokenError {
-    pub fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
-        Self::InvalidRequest {
+    /// A failure for `reason`, told as `description`.
+    pub fn new(reason: Reason, description: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            reason,
             description: description.into(),
-            reason: Reason::MalformedRequest,
+            used_authorization_header: false,
+            retry_after: None,
         }
     }
 
+    pub fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(Reason::MalformedRequest, description)
+    }
+
     pub fn invalid_grant(reason: Reason, description: impl Into<Cow<'static, str>>) -> Self {
-        Self::InvalidGrant {
-            description: description.into(),
-            reason,
+        Self::new(reason, description)
+    }
+
+    /// An `invalid_client`; `used_authorization_header` when the client
+    /// used Basic, so that the answer challenges it.
+    pub fn invalid_client(
+        reason: Reason,
+        description: impl Into<Cow<'static, str>>,
+        used_authorization_header: bool,
+    ) -> Self {
+        Self {
+            used_authorization_header,
+            ..Self::new(reason, description)
         }
+    }
+
+    /// Too many failed client authentications from this address in the
+    /// current window: 429 with `Retry-After`, unread.
+    pub fn rate_limited(retry_after: Duration, used_authorization_header: bool) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            used_authorization_header,
+            ..Self::new(
+                Reason::AuthRateLimited,
+                "too many failed client authentications from this address; retry after the time in Retry-After",
+            )
+        }
+    }
+
+    /// The code store did not answer in time: 503 with `Retry-After`.
+    pub fn unavailable() -> Self {
+        Self::new(
+            Reason::StoreUnavailable,
+            "the authorization code store is not answering; retry shortly",
+        )
+    }
+
+    /// A defect (a token that could not be signed), never a client's mistake.
+    pub fn server_error() -> Self {
+        Self::new(
+            Reason::Internal,
+            "the server could not issue tokens; this is a defect, and it has been logged",
+        )
     }
 
     /// The one answer for a code this client cannot use and must learn
@@ -199,57 +241,35 @@ impl TokenError {
     /// or already redeemed by someone else. `reason` keeps the difference
     /// for logs and metrics.
     pub fn unusable_code(reason: Reason) -> Self {
-        Self::invalid_grant(reason, UNUSABLE_CODE)
+        Self::new(reason, UNUSABLE_CODE)
     }
 
     /// Seconds a 429 asks the client to wait: the time left, rounded up, so
     /// that a client never retries while still limited.
-    pub fn retry_after_secs(retry_after: std::time::Duration) -> u64 {
+    pub fn retry_after_secs(retry_after: Duration) -> u64 {
         (retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)).max(1)
     }
 
     pub fn reason(&self) -> Reason {
-        match self {
-            Self::InvalidRequest { reason, .. }
-            | Self::InvalidClient { reason, .. }
-            | Self::InvalidGrant { reason, .. } => *reason,
-            Self::InvalidTarget { .. } => Reason::TargetNotAllowed,
-            Self::UnsupportedGrantType { .. } => Reason::UnsupportedGrantType,
-            Self::AuthRateLimited { .. } => Reason::AuthRateLimited,
-            Self::Unavailable => Reason::StoreUnavailable,
-            Self::ServerError => Reason::Internal,
-        }
+        self.reason
     }
 
     /// The `error` member.
     pub fn code(&self) -> &'static str {
-        match self {
-            Self::InvalidRequest { .. } => "invalid_request",
-            Self::InvalidClient { .. } | Self::AuthRateLimited { .. } => "invalid_client",
-            Self::InvalidGrant { .. } => "invalid_grant",
-            Self::InvalidTarget { .. } => "invalid_target",
-            Self::UnsupportedGrantType { .. } => "unsupported_grant_type",
-            Self::Unavailable => "temporarily_unavailable",
-            Self::ServerError => "server_error",
-        }
+        self.reason.code().unwrap_or("server_error")
     }
 
     /// The `error_description` member.
     pub fn description(&self) -> &str {
-        match self {
-            Self::InvalidRequest { description, .. }
-            | Self::InvalidClient { description, .. }
-            | Self::InvalidGrant { description, .. }
-            | Self::InvalidTarget { description }
-            | Self::UnsupportedGrantType { description } => description,
-            Self::AuthRateLimited { .. } => {
-                "too many failed client authentications from this address; retry after the time in Retry-After"
-            }
-            Self::Unavailable => "the authorization code store is not answering; retry shortly",
-            Self::ServerError => {
-                "the server could not issue tokens; this is a defect, and it has been logged"
-            }
-        }
+        &self.description
+    }
+
+    pub fn used_authorization_header(&self) -> bool {
+        self.used_authorization_header
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
     }
 }
 
@@ -276,7 +296,6 @@ mod tests {
 
     #[test]
     fn retry_after_rounds_up() {
-        use std::time::Duration;
         assert_eq!(
             TokenError::retry_after_secs(Duration::from_millis(9_001)),
             10

@@ -130,14 +130,9 @@ pub fn auth_header(input: &[u8]) {
         Err(error) => {
             check_error(error, true);
             assert!(
-                matches!(
-                    error,
-                    TokenError::InvalidClient {
-                        used_authorization_header: true,
-                        reason: Reason::AuthFailed,
-                        ..
-                    }
-                ),
+                error.code() == "invalid_client"
+                    && error.used_authorization_header()
+                    && error.reason() == Reason::AuthFailed,
                 "a refused Authorization header is invalid_client, flagged as from the header"
             );
             let with_id =
@@ -414,13 +409,10 @@ fn check_error(error: &TokenError, used_authorization_header: bool) {
         code,
         "the reason's outcome label is the error code"
     );
-    if let TokenError::InvalidClient {
-        used_authorization_header: flagged,
-        ..
-    } = error
-    {
+    if code == "invalid_client" {
         assert_eq!(
-            *flagged, used_authorization_header,
+            error.used_authorization_header(),
+            used_authorization_header,
             "invalid_client is flagged as from the header exactly when one was sent"
         );
     }

@@ -104,10 +104,10 @@ impl Redeemer {
                     origin = ?shown,
                     "a browser request from an origin this client does not allow: refused before the take"
                 );
-                return Err(TokenError::InvalidRequest {
-                    description: "this client may not be used from the Origin of this request (allowed_cors_origins); the code is left in place".into(),
-                    reason: Reason::OriginNotAllowed,
-                });
+                return Err(TokenError::new(
+                    Reason::OriginNotAllowed,
+                    "this client may not be used from the Origin of this request (allowed_cors_origins); the code is left in place",
+                ));
             }
         }
         if !request.code.is_well_formed() {
@@ -146,7 +146,7 @@ impl Redeemer {
             Err(e) => {
                 self.metrics.store_errors.inc();
                 tracing::error!(error = %e, "code store failed");
-                return Err(TokenError::Unavailable);
+                return Err(TokenError::unavailable());
             }
         };
         if let Err(mismatch) = check_resource(record.resource.as_ref(), &client.resource_indicators)
@@ -161,9 +161,10 @@ impl Redeemer {
                 ?mismatch,
                 "the grant names a resource outside the client's audience: no tokens issued, code consumed"
             );
-            return Err(TokenError::InvalidTarget {
-                description: mismatch.description().into(),
-            });
+            return Err(TokenError::new(
+                Reason::TargetNotAllowed,
+                mismatch.description(),
+            ));
         }
 
         let started = Instant::now();
@@ -174,7 +175,7 @@ impl Redeemer {
         };
         let minted = self.minter.mint(&record, client, &ids).map_err(|e| {
             tracing::error!(error = %e, client_id = %client.client_id, "minting failed after the code was taken");
-            TokenError::ServerError
+            TokenError::server_error()
         })?;
         self.metrics
             .signing_duration
@@ -211,11 +212,7 @@ impl Redeemer {
                 counted = guess,
                 "{description}"
             );
-            TokenError::InvalidClient {
-                description: description.into(),
-                reason,
-                used_authorization_header: used_header,
-            }
+            TokenError::invalid_client(reason, description, used_header)
         };
         let client = self.clients.get(&credentials.client_id);
         // A request that offers a secret, or names no registered client, is
@@ -232,10 +229,7 @@ impl Redeemer {
                         retry_after_secs = TokenError::retry_after_secs(retry_after),
                         "too many failed client authentications from this address; request refused unread"
                     );
-                    return Err(TokenError::AuthRateLimited {
-                        retry_after,
-                        used_authorization_header: used_header,
-                    });
+                    return Err(TokenError::rate_limited(retry_after, used_header));
                 }
             }
         }
@@ -301,7 +295,7 @@ impl Redeemer {
     ) -> TokenError {
         let client_id = client.client_id.as_str();
         match outcome {
-            TakeOutcome::Taken(_) => TokenError::ServerError,
+            TakeOutcome::Taken(_) => TokenError::server_error(),
             TakeOutcome::Unknown => TokenError::unusable_code(Reason::UnknownCode),
             TakeOutcome::Replayed(marker)
                 if marker.is_owned_by(client_id, request.verifier.s256_challenge()) =>
@@ -372,7 +366,7 @@ impl Redeemer {
         let mut bytes = [0u8; 32];
         self.rng.fill(&mut bytes).map_err(|_| {
             tracing::error!("the system RNG failed");
-            TokenError::ServerError
+            TokenError::server_error()
         })?;
         let (first, second) = bytes.split_at(16);
         Ok([

@@ -185,9 +185,10 @@ impl TokenRequest {
             None => return Err(TokenError::invalid_request("grant_type is required")),
             Some("authorization_code") => {}
             Some(_) => {
-                return Err(TokenError::UnsupportedGrantType {
-                    description: "only grant_type=authorization_code is supported".into(),
-                })
+                return Err(TokenError::new(
+                    Reason::UnsupportedGrantType,
+                    "only grant_type=authorization_code is supported",
+                ))
             }
         }
         let code = form
@@ -198,10 +199,8 @@ impl TokenRequest {
                 "code_verifier is required: this server requires PKCE (RFC 7636) for every authorization code",
             )
         })?;
-        let verifier = CodeVerifier::parse(verifier).map_err(|e| TokenError::InvalidRequest {
-            description: e.to_string().into(),
-            reason: Reason::MalformedVerifier,
-        })?;
+        let verifier = CodeVerifier::parse(verifier)
+            .map_err(|e| TokenError::new(Reason::MalformedVerifier, e.to_string()))?;
         let credentials = client_credentials(form.client_id, form.client_secret, authorization)?;
         Ok(Self {
             credentials,
@@ -214,11 +213,7 @@ impl TokenRequest {
 }
 
 fn invalid_client(description: &'static str, used_authorization_header: bool) -> TokenError {
-    TokenError::InvalidClient {
-        description: description.into(),
-        reason: Reason::AuthFailed,
-        used_authorization_header,
-    }
+    TokenError::invalid_client(Reason::AuthFailed, description, used_authorization_header)
 }
 
 /// RFC 6749 §2.3: the client's identity from the header or the body, and
@@ -346,12 +341,7 @@ mod tests {
         assert_eq!(id, "my:client");
         assert_eq!(secret, "s&cret x");
         let err = parse_basic(b"Bearer abc").unwrap_err();
-        assert!(matches!(
-            err,
-            TokenError::InvalidClient {
-                used_authorization_header: true,
-                ..
-            }
-        ));
+        assert_eq!(err.code(), "invalid_client");
+        assert!(err.used_authorization_header());
     }
 }

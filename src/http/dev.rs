@@ -6,10 +6,12 @@
 
 use std::time::Duration;
 
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::response::error_json;
 use super::AppState;
 use crate::config::DevEndpoints;
 use crate::frontend::{issue_code as issue, Grant};
@@ -44,8 +46,7 @@ struct DevCode {
 }
 
 fn bad_request(description: String) -> HttpResponse {
-    HttpResponse::BadRequest()
-        .json(json!({"error": "invalid_request", "error_description": description}))
+    error_json(StatusCode::BAD_REQUEST, "invalid_request", &description)
 }
 
 pub async fn issue_code(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
@@ -91,7 +92,10 @@ pub async fn issue_code(state: web::Data<AppState>, body: web::Bytes) -> HttpRes
             "code_verifier": issued.verifier,
             "expires_in": ttl.as_secs(),
         })),
-        Err(e) => HttpResponse::ServiceUnavailable()
-            .json(json!({"error": "temporarily_unavailable", "error_description": e.to_string()})),
+        Err(e) => error_json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            &e.to_string(),
+        ),
     }
 }

@@ -15,9 +15,11 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
+use super::response::error_json;
 use super::AppState;
 use crate::clients::{is_absolute_uri, Client};
 use crate::config::DevEndpoints;
@@ -116,10 +118,11 @@ fn same_but_loopback_port(registered: &str, requested: &str) -> bool {
 /// A 400 that redirects nowhere: the client or its redirect URI cannot be
 /// trusted with an answer.
 fn refuse(description: impl Into<Cow<'static, str>>) -> HttpResponse {
-    let description = description.into();
-    HttpResponse::BadRequest()
-        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-        .json(json!({"error": "invalid_request", "error_description": description}))
+    error_json(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &description.into(),
+    )
 }
 
 /// Percent-encode everything but RFC 3986's unreserved characters.

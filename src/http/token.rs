@@ -110,10 +110,10 @@ fn check_content_type(request: &HttpRequest) -> Result<(), TokenError> {
 }
 
 fn too_large(limit: usize) -> TokenError {
-    TokenError::InvalidRequest {
-        description: format!("request body exceeds {limit} bytes").into(),
-        reason: Reason::BodyTooLarge,
-    }
+    TokenError::new(
+        Reason::BodyTooLarge,
+        format!("request body exceeds {limit} bytes"),
+    )
 }
 
 /// The client's address: the last entry of the last `header` line when a
@@ -140,14 +140,13 @@ async fn read_body(
     tokio::time::timeout(timeout, read_body_unbounded(request, payload, limit))
         .await
         .unwrap_or_else(|_| {
-            Err(TokenError::InvalidRequest {
-                description: format!(
+            Err(TokenError::new(
+                Reason::SlowBody,
+                format!(
                     "the request body did not arrive within {} ms",
                     timeout.as_millis()
-                )
-                .into(),
-                reason: Reason::SlowBody,
-            })
+                ),
+            ))
         })
 }
 

@@ -258,9 +258,15 @@ impl Logged {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let server = Server(child);
+        let mut server = Server(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while get_status(port, "/livez").is_none() {
+            if let Some(status) = server.0.try_wait().unwrap() {
+                panic!(
+                    "the server exited ({status}) instead of starting: {envs:?}\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
             assert!(
                 Instant::now() < deadline,
                 "the server did not start: {envs:?}"
