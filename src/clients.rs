@@ -64,13 +64,14 @@ impl SecretHash {
         Self(out)
     }
 
-    fn parse(encoded: &str) -> Result<Self, String> {
+    fn parse(encoded: &str) -> Result<Self, FieldError> {
+        let bad = |problem: &str| FieldError::new("client_secret_sha256", problem);
         let bytes = URL_SAFE_NO_PAD
             .decode(encoded)
-            .map_err(|_| "client_secret_sha256 is not unpadded base64url".to_string())?;
+            .map_err(|_| bad("is not unpadded base64url"))?;
         let array: [u8; 32] = bytes
             .try_into()
-            .map_err(|_| "client_secret_sha256 is not 32 bytes (a SHA-256 digest)".to_string())?;
+            .map_err(|_| bad("is not 32 bytes (a SHA-256 digest)"))?;
         Ok(Self(array))
     }
 
@@ -117,10 +118,50 @@ pub struct ClientRegistry {
     cors_origins: HashSet<String>,
 }
 
-/// Why the registry file was refused. Names the client and field, never a secret.
+/// Why the registry file was refused. Names the file, the client and the
+/// field (or the line), never a secret.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct RegistryError(String);
+pub enum RegistryError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {error}")]
+    InFile {
+        path: String,
+        error: Box<RegistryError>,
+    },
+    /// Not TOML of the registry's shape: where, and what.
+    #[error("{0}")]
+    Syntax(String),
+    #[error("client {client_id:?}: {error}")]
+    Client {
+        client_id: String,
+        error: FieldError,
+    },
+    #[error("client {0:?} is listed twice")]
+    Duplicate(String),
+    #[error("no clients are registered ([[clients]] tables)")]
+    Empty,
+}
+
+/// One field of a client's entry that cannot be used, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{field} {problem}")]
+pub struct FieldError {
+    pub field: String,
+    pub problem: String,
+}
+
+impl FieldError {
+    fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -184,10 +225,14 @@ const MAX_LIFETIME_SECS: u64 = 86_400;
 
 impl ClientRegistry {
     pub fn from_file(path: &Path) -> Result<Self, RegistryError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| RegistryError(format!("{}: cannot read: {e}", path.display())))?;
-        Self::from_toml(&text)
-            .map_err(|RegistryError(e)| RegistryError(format!("{}: {e}", path.display())))
+        let text = std::fs::read_to_string(path).map_err(|source| RegistryError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|error| RegistryError::InFile {
+            path: path.display().to_string(),
+            error: Box::new(error),
+        })
     }
 
     pub fn from_toml(text: &str) -> Result<Self, RegistryError> {
@@ -195,17 +240,16 @@ impl ClientRegistry {
         let mut clients = HashMap::new();
         for entry in file.clients {
             let id = entry.client_id.clone();
-            let client = entry
-                .validate()
-                .map_err(|e| RegistryError(format!("client {id:?}: {e}")))?;
+            let client = entry.validate().map_err(|error| RegistryError::Client {
+                client_id: id.clone(),
+                error,
+            })?;
             if clients.insert(id.clone(), Arc::new(client)).is_some() {
-                return Err(RegistryError(format!("client {id:?} is listed twice")));
+                return Err(RegistryError::Duplicate(id));
             }
         }
         if clients.is_empty() {
-            return Err(RegistryError(
-                "no clients are registered ([[clients]] tables)".into(),
-            ));
+            return Err(RegistryError::Empty);
         }
         Ok(Self::of(clients))
     }
@@ -290,7 +334,7 @@ impl ClientRegistry {
 /// much could be read): an unknown or a missing field must say where.
 fn locate(text: &str, error: &toml::de::Error) -> RegistryError {
     let Some(at) = error.span().map(|span| span.start.min(text.len())) else {
-        return RegistryError(error.message().to_owned());
+        return RegistryError::Syntax(error.message().to_owned());
     };
     let before = text.get(..at).unwrap_or_default();
     let line = before.matches('\n').count() + 1;
@@ -316,7 +360,7 @@ fn locate(text: &str, error: &toml::de::Error) -> RegistryError {
             None => format!(", clients[{index}]"),
         }
     });
-    RegistryError(format!(
+    RegistryError::Syntax(format!(
         "line {line}{}: {}",
         client.unwrap_or_default(),
         error.message()
@@ -324,32 +368,38 @@ fn locate(text: &str, error: &toml::de::Error) -> RegistryError {
 }
 
 impl ClientEntry {
-    fn validate(self) -> Result<Client, String> {
+    fn validate(self) -> Result<Client, FieldError> {
         if self.client_id.is_empty() || !self.client_id.bytes().all(|b| (0x20..=0x7e).contains(&b))
         {
-            return Err(
-                "client_id must be non-empty printable ASCII (RFC 6749 Appendix A.1)".into(),
-            );
+            return Err(FieldError::new(
+                "client_id",
+                "must be non-empty printable ASCII (RFC 6749 Appendix A.1)",
+            ));
         }
-        let secret = || -> Result<SecretHash, String> {
-            SecretHash::parse(
-                self.client_secret_sha256
-                    .as_deref()
-                    .ok_or("client_secret_sha256 is required for a confidential client")?,
-            )
+        let secret = || -> Result<SecretHash, FieldError> {
+            SecretHash::parse(self.client_secret_sha256.as_deref().ok_or_else(|| {
+                FieldError::new(
+                    "client_secret_sha256",
+                    "is required for a confidential client",
+                )
+            })?)
         };
         let auth = match self.token_endpoint_auth_method.as_str() {
             "none" => {
                 if self.client_secret_sha256.is_some() {
-                    return Err("a public client (token_endpoint_auth_method = \"none\") has no client_secret_sha256".into());
+                    return Err(FieldError::new(
+                        "client_secret_sha256",
+                        "is set, but a public client (token_endpoint_auth_method = \"none\") has no secret",
+                    ));
                 }
                 ClientAuth::None
             }
             "client_secret_basic" => ClientAuth::SecretBasic(secret()?),
             "client_secret_post" => ClientAuth::SecretPost(secret()?),
             other => {
-                return Err(format!(
-                    "token_endpoint_auth_method {other:?} is not one of none, client_secret_basic, client_secret_post"
+                return Err(FieldError::new(
+                    "token_endpoint_auth_method",
+                    format!("{other:?} is not one of none, client_secret_basic, client_secret_post"),
                 ))
             }
         };
@@ -358,21 +408,28 @@ impl ClientEntry {
             Audience::Many(many) => many,
         };
         if audience.is_empty() || audience.iter().any(String::is_empty) {
-            return Err("audience must name at least one non-empty resource".into());
+            return Err(FieldError::new(
+                "audience",
+                "must name at least one non-empty resource",
+            ));
         }
         let lifetime = |name: &str, secs: u64| {
             if (1..=MAX_LIFETIME_SECS).contains(&secs) {
                 Ok(Duration::from_secs(secs))
             } else {
-                Err(format!(
-                    "{name} must be 1 to {MAX_LIFETIME_SECS} seconds, got {secs}"
+                Err(FieldError::new(
+                    name,
+                    format!("must be 1 to {MAX_LIFETIME_SECS} seconds, got {secs}"),
                 ))
             }
         };
         let id_token_alg = parse_alg(&self.id_token_signed_response_alg).ok_or_else(|| {
-            format!(
-                "id_token_signed_response_alg {:?} is not one of ES256, EdDSA, RS256",
-                self.id_token_signed_response_alg
+            FieldError::new(
+                "id_token_signed_response_alg",
+                format!(
+                    "{:?} is not one of ES256, EdDSA, RS256",
+                    self.id_token_signed_response_alg
+                ),
             )
         })?;
         let resource_indicators = audience
@@ -382,16 +439,18 @@ impl ClientEntry {
             .collect();
         let mut allowed_cors_origins: Vec<String> = Vec::new();
         for (i, written) in self.allowed_cors_origins.iter().enumerate() {
-            let origin = crate::origin::normalize(written)
-                .map_err(|e| format!("allowed_cors_origins[{i}] {written:?} {e}"))?;
+            let origin = crate::origin::normalize(written).map_err(|e| {
+                FieldError::new(format!("allowed_cors_origins[{i}]"), format!("{written:?} {e}"))
+            })?;
             if !allowed_cors_origins.contains(&origin) {
                 allowed_cors_origins.push(origin);
             }
         }
         for (i, uri) in self.redirect_uris.iter().enumerate() {
             if !is_absolute_uri(uri) {
-                return Err(format!(
-                    "redirect_uris[{i}] {uri:?} is not an absolute URI without a fragment (RFC 6749 section 3.1.2)"
+                return Err(FieldError::new(
+                    format!("redirect_uris[{i}]"),
+                    format!("{uri:?} is not an absolute URI without a fragment (RFC 6749 section 3.1.2)"),
                 ));
             }
         }

@@ -24,7 +24,44 @@ pub enum KeyError {
         source: std::io::Error,
     },
     #[error("{path}: {reason}")]
-    Invalid { path: PathBuf, reason: String },
+    Invalid {
+        path: PathBuf,
+        reason: KeyFormatError,
+    },
+}
+
+/// What is wrong with a key's contents.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFormatError {
+    #[error("not a PEM file ({0})")]
+    NotPem(#[from] pem::PemError),
+    #[error("{0} is not PKCS#8; convert it with `openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.p8`")]
+    NotPkcs8(String),
+    #[error("encrypted PKCS#8 keys are not supported; provide the key unencrypted, readable by the service only")]
+    Encrypted,
+    #[error("expected a {expected} PEM block, found {found}")]
+    UnexpectedBlock {
+        expected: &'static str,
+        found: String,
+    },
+    #[error("not a P-256, Ed25519 or RSA (2048 to 8192 bits) PKCS#8 private key")]
+    UnsupportedPrivateKey,
+    #[error("aws-lc-rs refuses this {0} key")]
+    SignerRefuses(&'static str),
+    #[error("P-256 public key is not an uncompressed point")]
+    NotUncompressedPoint,
+    #[error("Ed25519 public key is not 32 bytes")]
+    Ed25519Length,
+    #[error("not a DER RSAPublicKey")]
+    NotRsaPublicKey,
+    #[error("not a SubjectPublicKeyInfo")]
+    NotSpki,
+    #[error("EC public key is not on P-256")]
+    NotP256,
+    #[error("public key is not P-256, Ed25519 or RSA")]
+    UnsupportedPublicKey,
+    #[error("unsupported algorithm {0:?}")]
+    UnsupportedAlgorithm(Algorithm),
 }
 
 /// A public key in JWK form, with the algorithm it verifies.
@@ -59,21 +96,21 @@ impl SigningKey {
             path: path.to_owned(),
             source,
         })?;
-        let invalid = |reason: String| KeyError::Invalid {
+        let invalid = |reason: KeyFormatError| KeyError::Invalid {
             path: path.to_owned(),
             reason,
         };
-        let pem = pem::parse(&bytes).map_err(|e| invalid(format!("not a PEM file ({e})")))?;
+        let pem = pem::parse(&bytes).map_err(|e| invalid(e.into()))?;
         match pem.tag() {
             "PRIVATE KEY" => Self::from_pkcs8(pem.contents()).map_err(invalid),
-            "EC PRIVATE KEY" | "RSA PRIVATE KEY" => Err(invalid(format!(
-                "{} is not PKCS#8; convert it with `openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.p8`",
-                pem.tag()
-            ))),
-            "ENCRYPTED PRIVATE KEY" => Err(invalid(
-                "encrypted PKCS#8 keys are not supported; provide the key unencrypted, readable by the service only".into(),
-            )),
-            other => Err(invalid(format!("expected a PRIVATE KEY PEM block, found {other}"))),
+            "EC PRIVATE KEY" | "RSA PRIVATE KEY" => {
+                Err(invalid(KeyFormatError::NotPkcs8(pem.tag().to_owned())))
+            }
+            "ENCRYPTED PRIVATE KEY" => Err(invalid(KeyFormatError::Encrypted)),
+            other => Err(invalid(KeyFormatError::UnexpectedBlock {
+                expected: "PRIVATE KEY",
+                found: other.to_owned(),
+            })),
         }
     }
 
@@ -89,7 +126,7 @@ impl SigningKey {
         Self::from_pkcs8(pkcs8.as_ref()).expect("a freshly generated P-256 key parses")
     }
 
-    pub fn from_pkcs8(der: &[u8]) -> Result<Self, String> {
+    pub fn from_pkcs8(der: &[u8]) -> Result<Self, KeyFormatError> {
         // ring validates the key and yields its public half. The signer is
         // the faster backend for the algorithm, by `cargo bench --bench
         // signing` (BENCHMARKS.md): ring for RS256, aws-lc-rs for EdDSA (3x)
@@ -101,13 +138,13 @@ impl SigningKey {
                     Algorithm::RS256 => parsed,
                     _ => Box::new(
                         AwsLcSigner::from_pkcs8(alg, der)
-                            .map_err(|_| format!("aws-lc-rs refuses this {} key", alg_name(alg)))?,
+                            .map_err(|_| KeyFormatError::SignerRefuses(alg_name(alg)))?,
                     ),
                 };
                 return Ok(Self { public, signer });
             }
         }
-        Err("not a P-256, Ed25519 or RSA (2048 to 8192 bits) PKCS#8 private key".into())
+        Err(KeyFormatError::UnsupportedPrivateKey)
     }
 
     pub fn kid(&self) -> &str {
@@ -130,19 +167,20 @@ pub fn verification_key_from_pem_file(path: &Path) -> Result<PublicJwk, KeyError
         path: path.to_owned(),
         source,
     })?;
-    let invalid = |reason: String| KeyError::Invalid {
+    let invalid = |reason: KeyFormatError| KeyError::Invalid {
         path: path.to_owned(),
         reason,
     };
-    let pem = pem::parse(&bytes).map_err(|e| invalid(format!("not a PEM file ({e})")))?;
+    let pem = pem::parse(&bytes).map_err(|e| invalid(e.into()))?;
     match pem.tag() {
         "PUBLIC KEY" => spki_to_jwk(pem.contents()).map_err(invalid),
         "PRIVATE KEY" => SigningKey::from_pkcs8(pem.contents())
             .map(|k| k.public)
             .map_err(invalid),
-        other => Err(invalid(format!(
-            "expected a PUBLIC KEY or PRIVATE KEY PEM block, found {other}"
-        ))),
+        other => Err(invalid(KeyFormatError::UnexpectedBlock {
+            expected: "PUBLIC KEY or PRIVATE KEY",
+            found: other.to_owned(),
+        })),
     }
 }
 
@@ -161,7 +199,7 @@ fn b64(bytes: &[u8]) -> String {
 }
 
 /// The JWK of a public key as `ring` encodes it, with its RFC 7638 `kid`.
-fn public_jwk(alg: Algorithm, public: &[u8]) -> Result<PublicJwk, String> {
+fn public_jwk(alg: Algorithm, public: &[u8]) -> Result<PublicJwk, KeyFormatError> {
     // RFC 7638 §3.2: the required members only, in lexicographic order, no
     // whitespace. Building the string by hand keeps that order explicit.
     let (members, canonical) = match alg {
@@ -169,7 +207,7 @@ fn public_jwk(alg: Algorithm, public: &[u8]) -> Result<PublicJwk, String> {
             let point = public
                 .strip_prefix(&[0x04])
                 .filter(|p| p.len() == 64)
-                .ok_or("P-256 public key is not an uncompressed point")?;
+                .ok_or(KeyFormatError::NotUncompressedPoint)?;
             let (x, y) = point.split_at(32);
             let (x, y) = (b64(x), b64(y));
             let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
@@ -180,7 +218,7 @@ fn public_jwk(alg: Algorithm, public: &[u8]) -> Result<PublicJwk, String> {
         }
         Algorithm::EdDSA => {
             if public.len() != 32 {
-                return Err("Ed25519 public key is not 32 bytes".into());
+                return Err(KeyFormatError::Ed25519Length);
             }
             let x = b64(public);
             let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
@@ -192,7 +230,7 @@ fn public_jwk(alg: Algorithm, public: &[u8]) -> Result<PublicJwk, String> {
             let canonical = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
             (json!({"kty": "RSA", "n": n, "e": e}), canonical)
         }
-        other => return Err(format!("unsupported algorithm {other:?}")),
+        other => return Err(KeyFormatError::UnsupportedAlgorithm(other)),
     };
     let kid = b64(digest(&SHA256, canonical.as_bytes()).as_ref());
     let mut jwk = members;
@@ -239,9 +277,9 @@ const OID_ED25519: &[u64] = &[1, 3, 101, 112];
 const OID_RSA: &[u64] = &[1, 2, 840, 113549, 1, 1, 1];
 
 /// `SubjectPublicKeyInfo` (RFC 5280 §4.1.2.7) to JWK.
-fn spki_to_jwk(der: &[u8]) -> Result<PublicJwk, String> {
+fn spki_to_jwk(der: &[u8]) -> Result<PublicJwk, KeyFormatError> {
     use simple_asn1::{from_der, ASN1Block};
-    let not_spki = || "not a SubjectPublicKeyInfo".to_string();
+    let not_spki = || KeyFormatError::NotSpki;
     let blocks = from_der(der).map_err(|_| not_spki())?;
     let [ASN1Block::Sequence(_, outer)] = blocks.as_slice() else {
         return Err(not_spki());
@@ -257,7 +295,7 @@ fn spki_to_jwk(der: &[u8]) -> Result<PublicJwk, String> {
     let alg_oid = oid_of(algorithm.first()).ok_or_else(not_spki)?;
     if alg_oid == OID_EC_PUBLIC_KEY {
         if oid_of(algorithm.get(1)).as_deref() != Some(OID_P256) {
-            return Err("EC public key is not on P-256".into());
+            return Err(KeyFormatError::NotP256);
         }
         public_jwk(Algorithm::ES256, key)
     } else if alg_oid == OID_ED25519 {
@@ -265,14 +303,14 @@ fn spki_to_jwk(der: &[u8]) -> Result<PublicJwk, String> {
     } else if alg_oid == OID_RSA {
         public_jwk(Algorithm::RS256, key)
     } else {
-        Err("public key is not P-256, Ed25519 or RSA".into())
+        Err(KeyFormatError::UnsupportedPublicKey)
     }
 }
 
 /// `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }`.
-fn rsa_public_components(der: &[u8]) -> Result<(Vec<u8>, Vec<u8>), String> {
+fn rsa_public_components(der: &[u8]) -> Result<(Vec<u8>, Vec<u8>), KeyFormatError> {
     use simple_asn1::{from_der, ASN1Block};
-    let bad = || "not a DER RSAPublicKey".to_string();
+    let bad = || KeyFormatError::NotRsaPublicKey;
     let blocks = from_der(der).map_err(|_| bad())?;
     let [ASN1Block::Sequence(_, fields)] = blocks.as_slice() else {
         return Err(bad());
