@@ -26,12 +26,12 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures::stream::{self, StreamExt};
-use token_endpoint::abuse::{AuthFailureLimiter, AuthLimits};
 use token_endpoint::clients::ClientRegistry;
-use token_endpoint::frontend::{prepare, Grant};
+use token_endpoint::contract::frontend::{prepare, Grant};
+use token_endpoint::grant::abuse::{AuthFailureLimiter, AuthLimits};
+use token_endpoint::grant::request::{TokenForm, TokenRequest};
+use token_endpoint::grant::Redeemer;
 use token_endpoint::metrics::Metrics;
-use token_endpoint::redeem::Redeemer;
-use token_endpoint::request::{TokenForm, TokenRequest};
 use token_endpoint::store::{
     CodeStore, KeySpace, MemoryStore, RedisSettings, RedisStore, RedisTopology,
 };
@@ -104,7 +104,7 @@ impl Bench {
         grant.redirect_uri = Some(REDIRECT_URI.into());
         let (issued, record) = prepare(grant);
         self.redeemer
-            .store
+            .store()
             .insert(&issued.code, &record, CODE_TTL)
             .await
             .expect("the store accepts a fresh code");

@@ -24,14 +24,14 @@ use jsonwebtoken::signature::Signer;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-use token_endpoint::abuse::{AuthFailureLimiter, AuthLimits, MAX_ADDRESSES};
 use token_endpoint::clients::{Client, ClientRegistry};
-use token_endpoint::error::Reason;
-use token_endpoint::frontend::{prepare, Grant};
+use token_endpoint::contract::frontend::{prepare, Grant};
+use token_endpoint::contract::record::CodeRecord;
+use token_endpoint::grant::abuse::{AuthFailureLimiter, AuthLimits, MAX_ADDRESSES};
+use token_endpoint::grant::error::Reason;
+use token_endpoint::grant::request::{TokenForm, TokenRequest};
 use token_endpoint::metrics::Metrics;
 use token_endpoint::pkce::{self, CodeVerifier};
-use token_endpoint::record::CodeRecord;
-use token_endpoint::request::{TokenForm, TokenRequest};
 use token_endpoint::tokens::aws_lc_signer::AwsLcSigner;
 use token_endpoint::tokens::keys::SigningKey;
 use token_endpoint::tokens::ring_provider::{self, RingSigner};
@@ -167,6 +167,7 @@ fn minting(c: &mut Criterion) {
             record,
             ids,
         } = &fixture;
+        let client = &client.recipient();
         let access_token = minter
             .mint_access_token(record, client, ids)
             .expect("mint the access token");
@@ -225,6 +226,7 @@ fn minting_es256_access(c: &mut Criterion) {
             record,
             ids,
         } = &fixture;
+        let client = &client.recipient();
         group.bench_function(
             BenchmarkId::new("ES256 access token", format!("{name} ID token")),
             |b| b.iter(|| minter.mint(black_box(record), client, ids).expect("mint")),

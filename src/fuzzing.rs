@@ -18,10 +18,10 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use secrecy::ExposeSecret;
 
-use crate::error::{Reason, TokenError};
+use crate::contract::record::{self, CodeRecord, Mismatch, Presented};
+use crate::grant::error::{Reason, TokenError};
+use crate::grant::request::{PresentedAuth, TokenForm, TokenRequest};
 use crate::pkce::{ChallengeMethod, CodeVerifier};
-use crate::record::{self, CodeRecord, Mismatch, Presented};
-use crate::request::{PresentedAuth, TokenForm, TokenRequest};
 
 /// The longest `error_description` any parser here produces. Descriptions
 /// are fixed texts (plus a parameter name or a length), so a longer one
@@ -346,7 +346,7 @@ pub fn code_record(input: &[u8]) {
 /// (no empty URI, none twice), and never against a client with none, nor
 /// one missing any of its URIs.
 fn check_resource_properties(record: &CodeRecord) {
-    use crate::record::{check_resource, Resource, TargetMismatch};
+    use crate::contract::record::{check_resource, Resource, TargetMismatch};
     assert_eq!(
         check_resource(None, &[]),
         Ok(()),
@@ -654,7 +654,7 @@ fn other_verifier(verifier: &CodeVerifier) -> CodeVerifier {
 }
 
 /// A client's `allowed_cors_origins` entry, normalized to what browsers send
-/// ([`crate::origin::normalize`]); `input` is the entry, as UTF-8 (lossy).
+/// ([`crate::clients::origin::normalize`]); `input` is the entry, as UTF-8 (lossy).
 ///
 /// - A normalized origin normalizes to itself: the registry and the
 ///   `Origin` header meet on one spelling.
@@ -663,7 +663,7 @@ fn other_verifier(verifier: &CodeVerifier) -> CodeVerifier {
 ///   wildcard or upper case.
 /// - A refusal says why in a fixed text, never echoing the input.
 pub fn origin(input: &[u8]) {
-    use crate::origin::normalize;
+    use crate::clients::origin::normalize;
     let written = String::from_utf8_lossy(input);
     match normalize(&written) {
         Ok(origin) => {

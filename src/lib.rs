@@ -27,20 +27,15 @@
     allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
-pub mod abuse;
 pub mod clients;
 pub mod config;
-pub mod error;
-pub mod frontend;
+pub mod contract;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod grant;
 pub mod http;
 pub mod metrics;
-pub mod origin;
 pub mod pkce;
-pub mod record;
-pub mod redeem;
-pub mod request;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

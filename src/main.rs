@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use token_endpoint::config::Settings;
-use token_endpoint::frontend::{self, Grant};
+use token_endpoint::contract::frontend::{self, Grant};
+use token_endpoint::contract::record::Resource;
 use token_endpoint::pkce::ChallengeMethod;
-use token_endpoint::record::Resource;
 use token_endpoint::startup::Application;
 use token_endpoint::store::{CodeStore, KeySpace, RedisSettings, RedisStore, RedisTopology};
 use token_endpoint::telemetry;

@@ -7,7 +7,7 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
-use crate::error::Reason;
+use crate::grant::error::Reason;
 
 /// Buckets from 50 µs to 1 s: a redemption takes well under a millisecond
 /// when all is well, and the interesting tail lives between 1 and 100 ms.
@@ -29,7 +29,7 @@ pub struct Metrics {
     pub signing_duration: Histogram,
     pub store_errors: IntCounter,
     /// Failed secret checks per registered confidential client: the
-    /// per-client signal of [`crate::abuse`], an alert and not a refusal.
+    /// per-client signal of [`crate::grant::abuse`], an alert and not a refusal.
     /// Its label values are registered client ids only.
     client_auth_failures: IntCounterVec,
     /// Token requests being answered right now (body read to response).

@@ -12,12 +12,12 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use serde_json::json;
 
-use crate::abuse::AuthFailureLimiter;
 use crate::clients::ClientRegistry;
 use crate::config::{ConfigError, DevEndpoints, Settings, StoreSettings};
+use crate::grant::abuse::AuthFailureLimiter;
+use crate::grant::Redeemer;
 use crate::http::{request_id, routes, AppState};
 use crate::metrics::Metrics;
-use crate::redeem::Redeemer;
 use crate::store::{CodeStore, MemoryStore, RedisSettings, RedisStore, StoreError};
 use crate::tokens::keys::{
     alg_name, is_private_key_file, verification_key_from_pem_file, SigningKey,

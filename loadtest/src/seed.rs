@@ -1,5 +1,5 @@
 //! Codes to redeem, made exactly as the login frontend makes them
-//! (`token_endpoint::frontend::prepare`), and the seed file that carries them
+//! (`token_endpoint::contract::frontend::prepare`), and the seed file that carries them
 //! to k6 or to a later run.
 //!
 //! Seed file: NDJSON, one object per line,
@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use token_endpoint::frontend::{prepare, Grant};
+use token_endpoint::contract::frontend::{prepare, Grant};
 use token_endpoint::store::KeySpace;
 
 use crate::http1::{self, Connection};

@@ -5,7 +5,7 @@
 //! `Access-Control-Allow-Origin` for that origin, which it does when some
 //! registered client allows the origin (`allowed_cors_origins`). Whether
 //! *this* client allows it is the domain's check, made before the code is
-//! taken ([`crate::redeem`]): a request from an origin its client does not
+//! taken ([`crate::grant`]): a request from an origin its client does not
 //! allow is refused and consumes nothing. So tokens are only ever readable
 //! by an origin their client allows, and error answers by any origin that
 //! is somebody's, so that a browser app reads `invalid_grant` rather than
@@ -44,7 +44,7 @@ pub fn request_origin(request: &HttpRequest) -> Option<&str> {
 /// some client allows the origin.
 pub fn decorate(headers: &mut HeaderMap, origin: Option<&str>, state: &AppState) {
     headers.append(header::VARY, HeaderValue::from_static("Origin"));
-    let Some(origin) = origin.filter(|o| state.redeemer.clients.is_cors_origin(o)) else {
+    let Some(origin) = origin.filter(|o| state.redeemer.clients().is_cors_origin(o)) else {
         return;
     };
     if let Ok(value) = HeaderValue::from_str(origin) {
@@ -66,7 +66,7 @@ pub async fn preflight(request: HttpRequest, state: web::Data<AppState>) -> Http
     let headers = response.headers_mut();
     headers.append(header::VARY, HeaderValue::from_static("Origin"));
     if let Some(value) = origin
-        .filter(|o| state.redeemer.clients.is_cors_origin(o))
+        .filter(|o| state.redeemer.clients().is_cors_origin(o))
         .and_then(|o| HeaderValue::from_str(o).ok())
     {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);

@@ -14,9 +14,9 @@ use serde_json::json;
 use super::response::error_json;
 use super::AppState;
 use crate::config::DevEndpoints;
-use crate::frontend::{issue_code as issue, Grant};
+use crate::contract::frontend::{issue_code as issue, Grant};
+use crate::contract::record::Resource;
 use crate::pkce::ChallengeMethod;
-use crate::record::Resource;
 
 /// Lifetime of a code issued here unless the request says otherwise: the
 /// contract's recommended 60 s.
@@ -86,7 +86,7 @@ pub async fn issue_code(state: web::Data<AppState>, body: web::Bytes) -> HttpRes
         grant.code_challenge_method = method;
     }
     let ttl = Duration::from_secs(ttl);
-    match issue(&state.redeemer.store, grant, ttl).await {
+    match issue(state.redeemer.store(), grant, ttl).await {
         Ok(issued) => HttpResponse::Ok().json(json!({
             "code": issued.code,
             "code_verifier": issued.verifier,

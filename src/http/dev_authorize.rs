@@ -23,10 +23,10 @@ use super::response::error_json;
 use super::AppState;
 use crate::clients::{is_absolute_uri, Client};
 use crate::config::DevEndpoints;
-use crate::frontend::{issue_code_for_challenge, Grant};
+use crate::contract::frontend::{issue_code_for_challenge, Grant};
+use crate::contract::record::{check_resource, Resource};
+use crate::grant::request::decode_component;
 use crate::pkce::{is_unreserved, ChallengeMethod};
-use crate::record::{check_resource, Resource};
-use crate::request::decode_component;
 
 /// Lifetime of a code issued here: the contract's recommended 60 s.
 const CODE_TTL: Duration = Duration::from_secs(60);
@@ -172,7 +172,7 @@ pub async fn authorize(request: HttpRequest, state: web::Data<AppState>) -> Http
     let Some(client_id) = params.client_id.as_deref() else {
         return refuse("client_id is required");
     };
-    let Some(client) = state.redeemer.clients.get(client_id) else {
+    let Some(client) = state.redeemer.clients().get(client_id) else {
         return refuse("client_id names no registered client");
     };
     let Some(redirect_uri) = params.redirect_uri.as_deref() else {
@@ -181,7 +181,7 @@ pub async fn authorize(request: HttpRequest, state: web::Data<AppState>) -> Http
     if !is_absolute_uri(redirect_uri) || !is_registered(client, redirect_uri) {
         return refuse("redirect_uri is not one of this client's redirect_uris");
     }
-    let issuer = state.redeemer.minter.issuer();
+    let issuer = state.redeemer.minter().issuer();
     let client_state = params.state.as_deref();
     let fail = |error: &str, description: &str| {
         let mut answer = vec![("error", error), ("error_description", description)];
@@ -253,7 +253,7 @@ pub async fn authorize(request: HttpRequest, state: web::Data<AppState>) -> Http
     grant.claims = json!({"name": "Alice (demo user)", "email": "alice@example.com"})
         .as_object()
         .cloned();
-    match issue_code_for_challenge(&state.redeemer.store, grant, code_challenge, CODE_TTL).await {
+    match issue_code_for_challenge(state.redeemer.store(), grant, code_challenge, CODE_TTL).await {
         Ok(code) => {
             let mut answer = vec![("code", code.as_str())];
             if let Some(s) = client_state {

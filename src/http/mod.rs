@@ -20,7 +20,7 @@ use actix_web::web;
 pub use self::request_id::{request_id, X_REQUEST_ID};
 pub use self::response::error_response;
 use crate::config::DevEndpoints;
-use crate::redeem::Redeemer;
+use crate::grant::Redeemer;
 
 /// What a worker serves from. Built once at start-up; each worker gets its
 /// own copy ([`AppState::for_worker`]) that shares all but the store

@@ -19,7 +19,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if state.draining.load(Ordering::Relaxed) {
         return HttpResponse::ServiceUnavailable().body("not ready: shutting down\n");
     }
-    match &state.redeemer.store {
+    match &state.redeemer.store() {
         CodeStore::Memory(_) => HttpResponse::Ok().body("ready\n"),
         CodeStore::Redis(redis) => match redis.ping().await {
             Ok(()) => HttpResponse::Ok().body("ready\n"),
@@ -40,5 +40,5 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4"),
         ))
-        .body(state.redeemer.metrics.render())
+        .body(state.redeemer.metrics().render())
 }

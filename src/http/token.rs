@@ -12,8 +12,8 @@ use prometheus::IntGauge;
 use super::cors;
 use super::response::{error_response, token_response};
 use super::AppState;
-use crate::error::{Reason, TokenError};
-use crate::request::{TokenForm, TokenRequest};
+use crate::grant::error::{Reason, TokenError};
+use crate::grant::request::{TokenForm, TokenRequest};
 
 pub async fn token(
     request: HttpRequest,
@@ -21,7 +21,7 @@ pub async fn token(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let started = Instant::now();
-    let metrics = &state.redeemer.metrics;
+    let metrics = &state.redeemer.metrics();
     let origin = cors::request_origin(&request);
     // A guard, so a request whose client goes away mid-way is still counted out.
     let _in_flight = InFlight::enter(&metrics.in_flight);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 
 use super::{GrantMarker, StoreError, TakeOutcome, TakeRequest};
-use crate::record::{check, CodeRecord};
+use crate::contract::record::{check, CodeRecord};
 
 enum Slot {
     /// A code the frontend wrote, not yet redeemed: the raw record.

@@ -20,7 +20,7 @@ pub use self::keys::KeySpace;
 pub use self::memory::MemoryStore;
 pub use self::redis::{ConnectionMetrics, RedisSettings, RedisStore, RedisTopology};
 
-use crate::record::{BadRecord, CodeRecord, Mismatch, Presented};
+use crate::contract::record::{BadRecord, CodeRecord, Mismatch, Presented};
 
 /// One redemption attempt, as the store sees it.
 #[derive(Debug)]

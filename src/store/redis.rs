@@ -12,7 +12,7 @@ use redis::sentinel::{SentinelClient, SentinelServerType};
 use redis::{AsyncCommands, RedisFuture, Script, SetExpiry, SetOptions, Value};
 
 use super::{GrantMarker, KeySpace, StoreError, TakeOutcome, TakeRequest};
-use crate::record::{check, BadRecord, CodeRecord, Mismatch, Presented};
+use crate::contract::record::{check, BadRecord, CodeRecord, Mismatch, Presented};
 
 static TAKE_CODE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("take_code.lua")));
 
@@ -299,7 +299,7 @@ impl RedisStore {
             )),
             (other, _) => match std::str::from_utf8(other)
                 .ok()
-                .and_then(Mismatch::from_script_word)
+                .and_then(mismatch_from_script_word)
             {
                 Some(mismatch) => TakeOutcome::Mismatch(mismatch),
                 None => {
@@ -499,4 +499,15 @@ fn unavailable(e: redis::RedisError) -> StoreError {
         return StoreError::UnknownSentinelMaster(e.to_string());
     }
     StoreError::Unavailable(e.to_string())
+}
+
+/// The word `take_code.lua` answers with for each mismatch.
+fn mismatch_from_script_word(word: &str) -> Option<Mismatch> {
+    Some(match word {
+        "client_mismatch" => Mismatch::Client,
+        "redirect_mismatch" => Mismatch::RedirectUri,
+        "plain_not_allowed" => Mismatch::PlainNotAllowed,
+        "pkce_mismatch" => Mismatch::Pkce,
+        _ => return None,
+    })
 }

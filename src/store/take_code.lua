@@ -1,5 +1,5 @@
 -- Take an authorization code: check, consume and mark used, in one atomic step.
--- Mirrors record::check in src/record.rs; both stores run the same tests.
+-- Mirrors record::check in src/contract/record.rs; both stores run the same tests.
 --
 -- KEYS[1]  <prefix>code:{<code>}   the record written by the login frontend
 -- KEYS[2]  <prefix>used:{<code>}   the used marker (same hash tag, same slot)

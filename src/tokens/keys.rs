@@ -35,7 +35,9 @@ pub enum KeyError {
 pub enum KeyFormatError {
     #[error("not a PEM file ({0})")]
     NotPem(#[from] pem::PemError),
-    #[error("{0} is not PKCS#8; convert it with `openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.p8`")]
+    #[error(
+        "{0} is not PKCS#8; convert it with `openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.p8`"
+    )]
     NotPkcs8(String),
     #[error("encrypted PKCS#8 keys are not supported; provide the key unencrypted, readable by the service only")]
     Encrypted,

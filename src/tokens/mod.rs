@@ -17,8 +17,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use self::keys::{alg_name, PublicJwk, SigningKey};
-use crate::clients::Client;
-use crate::record::{CodeRecord, Resource};
+use crate::contract::record::{CodeRecord, Resource};
 
 /// Claims an ID token's extra `claims` may not set: registered by RFC 7519 or
 /// OpenID Connect Core §2, or set by this service.
@@ -124,6 +123,17 @@ pub struct GrantIds<'a> {
     pub now: u64,
 }
 
+/// What the tokens of one grant take from the client they are issued to.
+#[derive(Debug, Clone, Copy)]
+pub struct Recipient<'a> {
+    pub client_id: &'a str,
+    /// The access token's `aud` when the code carries no `resource`.
+    pub audience: &'a [String],
+    pub access_token_lifetime: std::time::Duration,
+    pub id_token_lifetime: std::time::Duration,
+    pub id_token_alg: Algorithm,
+}
+
 /// Signs tokens with the configured keys.
 pub struct TokenMinter {
     issuer: String,
@@ -206,7 +216,7 @@ impl TokenMinter {
     pub fn mint(
         &self,
         record: &CodeRecord,
-        client: &Client,
+        client: &Recipient<'_>,
         ids: &GrantIds<'_>,
     ) -> Result<Minted, MintError> {
         let access_token = self.mint_access_token(record, client, ids)?;
@@ -225,24 +235,24 @@ impl TokenMinter {
     /// The RFC 9068 access token of one grant, signed with the access-token
     /// key whatever the client's ID-token algorithm. Its `aud` is the
     /// record's `resource`, which the caller has checked to be within the
-    /// client's audience ([`crate::record::check_resource`]), else the
+    /// client's audience ([`crate::contract::record::check_resource`]), else the
     /// client's whole audience.
     pub fn mint_access_token(
         &self,
         record: &CodeRecord,
-        client: &Client,
+        client: &Recipient<'_>,
         ids: &GrantIds<'_>,
     ) -> Result<String, MintError> {
         let audience = match &record.resource {
             Some(Resource::One(one)) => Audience::One(one),
             Some(Resource::Many(many)) => Audience::Many(many),
-            None => Audience::Many(&client.audience),
+            None => Audience::Many(client.audience),
         };
         let claims = AccessClaims {
             iss: &self.issuer,
             sub: &record.sub,
             aud: audience,
-            client_id: &client.client_id,
+            client_id: client.client_id,
             exp: ids.now + client.access_token_lifetime.as_secs(),
             iat: ids.now,
             jti: ids.jti,
@@ -263,7 +273,7 @@ impl TokenMinter {
     pub fn mint_id_token(
         &self,
         record: &CodeRecord,
-        client: &Client,
+        client: &Recipient<'_>,
         ids: &GrantIds<'_>,
         access_token: &str,
     ) -> Result<String, MintError> {
@@ -274,7 +284,7 @@ impl TokenMinter {
         let claims = IdClaims {
             iss: &self.issuer,
             sub: &record.sub,
-            aud: &client.client_id,
+            aud: client.client_id,
             exp: now + client.id_token_lifetime.as_secs(),
             iat: now,
             auth_time: record.auth_time,

@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use token_endpoint::frontend::{self, IssuedCode};
-use token_endpoint::record::Resource;
+use token_endpoint::contract::frontend::{self, IssuedCode};
+use token_endpoint::contract::record::Resource;
 
 use crate::helpers::*;
 use crate::on_both_stores;
@@ -282,7 +282,7 @@ async fn a_foreign_replay_revokes_nothing_and_reveals_nothing(backend: Backend) 
         .await;
     assert_eq!(first.status, 200, "{first:?}");
     let grant_id = grant_id_of(&first);
-    let store = &app.state.redeemer.store;
+    let store = &app.state.redeemer.store();
 
     let stranger = IssuedCode {
         code: issued.code.clone(),
@@ -321,7 +321,7 @@ async fn a_replay_with_the_owners_client_id_but_a_wrong_verifier_revokes_nothing
     let first = app.post_form(&TestApp::form(&issued, "public-app")).await;
     assert_eq!(first.status, 200, "{first:?}");
     let grant_id = grant_id_of(&first);
-    let store = &app.state.redeemer.store;
+    let store = &app.state.redeemer.store();
 
     let stranger = IssuedCode {
         code: issued.code.clone(),

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use token_endpoint::frontend::{prepare, IssuedCode};
+use token_endpoint::contract::frontend::{prepare, IssuedCode};
 use token_endpoint::store::KeySpace;
 
 use crate::helpers::*;

@@ -17,7 +17,7 @@ const ATTEMPTS_PER_CODE: usize = 8;
 /// return (successes, invalid_grant answers, anything else).
 async fn hammer(
     apps: &[TestApp],
-    codes: &[token_endpoint::frontend::IssuedCode],
+    codes: &[token_endpoint::contract::frontend::IssuedCode],
 ) -> (usize, usize, Vec<String>) {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use reqwest::Method;
-use token_endpoint::frontend::{self, IssuedCode};
+use token_endpoint::contract::frontend::{self, IssuedCode};
 
 use crate::helpers::*;
 use crate::on_both_stores;

@@ -272,7 +272,7 @@ async fn wrong_verifier_is_invalid_grant_and_does_not_consume(backend: Backend) 
     let app = spawn_app(backend).await;
     let issued = app.issue(grant("public-app")).await;
     let mut attacker = issued.clone();
-    attacker.verifier = token_endpoint::frontend::random_token();
+    attacker.verifier = token_endpoint::contract::frontend::random_token();
     for _ in 0..3 {
         let answer = app.post_form(&TestApp::form(&attacker, "public-app")).await;
         answer.assert_error(400, "invalid_grant");
@@ -341,10 +341,10 @@ async fn redirect_uri_mismatch_is_invalid_grant_and_does_not_consume(backend: Ba
 /// Codes expire with their TTL (Redis `EX`, or the embedded store's clock).
 async fn expired_code_is_invalid_grant(backend: Backend) {
     let app = spawn_app(backend).await;
-    let (issued, record) = token_endpoint::frontend::prepare(grant("public-app"));
+    let (issued, record) = token_endpoint::contract::frontend::prepare(grant("public-app"));
     app.state
         .redeemer
-        .store
+        .store()
         .insert(&issued.code, &record, Duration::from_secs(1))
         .await
         .expect("insert");
@@ -358,7 +358,7 @@ async fn expired_code_is_invalid_grant(backend: Backend) {
 /// `bad_record`, never a 500.
 async fn broken_records_are_invalid_grant_and_counted(backend: Backend) {
     let app = spawn_app(backend).await;
-    let (issued, record) = token_endpoint::frontend::prepare(grant("public-app"));
+    let (issued, record) = token_endpoint::contract::frontend::prepare(grant("public-app"));
     let mut valid = serde_json::to_value(&record).unwrap();
     let without = |field: &str| {
         let mut v = valid.clone();

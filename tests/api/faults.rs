@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use token_endpoint::config::StoreSettings;
-use token_endpoint::frontend::IssuedCode;
+use token_endpoint::contract::frontend::IssuedCode;
 
 use crate::helpers::*;
 

@@ -13,7 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::Value;
 use token_endpoint::config::{DevEndpoints, Limits, LogFormat, Settings, StoreSettings};
-use token_endpoint::frontend::{self, Grant, IssuedCode};
+use token_endpoint::contract::frontend::{self, Grant, IssuedCode};
 use token_endpoint::http::AppState;
 use token_endpoint::startup::{build_state, Application};
 use token_endpoint::store::{KeySpace, RedisTopology};
@@ -699,7 +699,7 @@ impl TestApp {
 
     /// Store a code for `grant`, as the login frontend does.
     pub async fn issue(&self, grant: Grant) -> IssuedCode {
-        frontend::issue_code(&self.state.redeemer.store, grant, Duration::from_secs(60))
+        frontend::issue_code(self.state.redeemer.store(), grant, Duration::from_secs(60))
             .await
             .expect("store the code")
     }
@@ -708,7 +708,7 @@ impl TestApp {
     pub async fn insert_raw(&self, code: &str, raw: &str, ttl: Duration) {
         self.state
             .redeemer
-            .store
+            .store()
             .insert_raw(code, raw, ttl)
             .await
             .expect("store raw record");

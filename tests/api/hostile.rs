@@ -47,7 +47,7 @@ use proptest::sample::{select, Index};
 use proptest::strategy::Union;
 use proptest::test_runner::{TestCaseError, TestRunner};
 use serde_json::Value as Json;
-use token_endpoint::frontend::{self, IssuedCode};
+use token_endpoint::contract::frontend::{self, IssuedCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -286,8 +286,8 @@ const OTHER_RESOURCES: [&str; 7] = [
 ];
 
 /// A `resource` member: one URI, or a list of 0 to 4.
-fn resource() -> impl Strategy<Value = token_endpoint::record::Resource> {
-    use token_endpoint::record::Resource;
+fn resource() -> impl Strategy<Value = token_endpoint::contract::record::Resource> {
+    use token_endpoint::contract::record::Resource;
     let uri = prop_oneof![
         3 => select(&ALLOWED_RESOURCES[..]),
         2 => select(&OTHER_RESOURCES[..]),
@@ -313,9 +313,9 @@ fn resources_are_granted_only_within_the_audience(backend: Backend) {
 
 async fn resource_granted_within_audience(
     harness: &Harness,
-    resource: token_endpoint::record::Resource,
+    resource: token_endpoint::contract::record::Resource,
 ) -> Result<(), TestCaseError> {
-    use token_endpoint::record::Resource;
+    use token_endpoint::contract::record::Resource;
     let app = &harness.app;
     let mut g = grant("public-app");
     g.resource = Some(resource.clone());
@@ -535,7 +535,7 @@ impl Harness {
         });
         eprintln!(
             "hostile: {name} on {}: {cases} cases, {} run with shrinking, {} requests sent, {:.1?}, {}",
-            self.app.state.redeemer.store.kind(),
+            self.app.state.redeemer.store().kind(),
             tried.load(Ordering::Relaxed),
             self.sent.load(Ordering::Relaxed),
             started.elapsed(),
@@ -2677,7 +2677,7 @@ fn check_cors(response: &RawResponse, wire: &Wire) -> Result<(), TestCaseError> 
 /// A record's members as JSON text, in order: what corruptions edit.
 type Members = Vec<(String, B)>;
 
-fn record_members(record: &token_endpoint::record::CodeRecord) -> Members {
+fn record_members(record: &token_endpoint::contract::record::CodeRecord) -> Members {
     let value = serde_json::to_value(record).expect("a record is JSON");
     value
         .as_object()

@@ -21,7 +21,7 @@ use openidconnect::{
     OAuth2TokenResponse, PkceCodeVerifier, RedirectUrl, RequestTokenError, StandardErrorResponse,
     TokenResponse, TokenUrl,
 };
-use token_endpoint::frontend::IssuedCode;
+use token_endpoint::contract::frontend::IssuedCode;
 
 use crate::helpers::{self, spawn_app, Backend, TestApp};
 
@@ -310,7 +310,7 @@ async fn a_wrong_pkce_verifier_is_invalid_grant() {
     let (issued, _) = issue_with_nonce(&app, "public-app").await;
     let forged = IssuedCode {
         code: issued.code.clone(),
-        verifier: token_endpoint::frontend::random_token(),
+        verifier: token_endpoint::contract::frontend::random_token(),
     };
 
     match exchange(&rp, &http, &forged).await {

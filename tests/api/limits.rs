@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use token_endpoint::abuse::AuthLimits;
 use token_endpoint::config::Settings;
+use token_endpoint::grant::abuse::AuthLimits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -28,7 +28,7 @@ fn low_auth_limits(settings: &mut Settings) {
 /// Send `form` as `basic-app` with `secret`, from `forwarded_for` if given.
 async fn basic(
     app: &TestApp,
-    issued: &token_endpoint::frontend::IssuedCode,
+    issued: &token_endpoint::contract::frontend::IssuedCode,
     secret: &str,
     forwarded_for: Option<&str>,
 ) -> Answer {
@@ -173,7 +173,7 @@ async fn a_slow_body_gets_408() {
     // Read from the app's registry, not over HTTP: with a 300 ms client
     // timeout, a loaded machine can make actix answer the /metrics request
     // itself with a 408 before its head is read.
-    let metrics = String::from_utf8(app.state.redeemer.metrics.render()).unwrap();
+    let metrics = String::from_utf8(app.state.redeemer.metrics().render()).unwrap();
     assert!(
         metrics.contains(r#"token_requests_total{outcome="invalid_request",reason="slow_body"} 1"#),
         "{metrics}"

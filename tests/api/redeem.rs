@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use serde_json::json;
+use token_endpoint::contract::record::{CodeRecord, Resource};
 use token_endpoint::pkce::ChallengeMethod;
-use token_endpoint::record::{CodeRecord, Resource};
 
 use crate::helpers::*;
 use crate::on_both_stores;
@@ -48,7 +48,7 @@ async fn rfc7636_appendix_b_vector_redeems(backend: Backend) {
     )
     .await;
     let mut form = TestApp::form(
-        &token_endpoint::frontend::IssuedCode {
+        &token_endpoint::contract::frontend::IssuedCode {
             code: "appendix-b-code".into(),
             verifier: "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk".into(),
         },

@@ -18,7 +18,7 @@ async fn replay_is_detected_and_revokes_the_grant(backend: Backend) {
     assert_eq!(first.status, 200, "{first:?}");
     let (_, claims) = jwt_parts(first.body["access_token"].as_str().unwrap());
     let grant_id = claims["grant_id"].as_str().unwrap().to_owned();
-    let store = &app.state.redeemer.store;
+    let store = &app.state.redeemer.store();
     assert!(!store.is_grant_revoked(&grant_id).await.unwrap());
 
     let second = app.post_form(&form).await;
@@ -88,8 +88,8 @@ async fn redis_outage_is_a_fast_503_and_recovers() {
     // the connection comes back.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let store = &app.state.redeemer.store;
-        let attempt = token_endpoint::frontend::issue_code(
+        let store = &app.state.redeemer.store();
+        let attempt = token_endpoint::contract::frontend::issue_code(
             store,
             grant("public-app"),
             Duration::from_secs(60),

@@ -7,7 +7,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use token_endpoint::frontend::{prepare, IssuedCode};
+use token_endpoint::contract::frontend::{prepare, IssuedCode};
 use token_endpoint::store::KeySpace;
 
 use crate::helpers::*;
@@ -263,5 +263,5 @@ fn no_secret_reaches_logs_metrics_or_error_answers_even_at_trace_level() {
 
 /// A well-formed code that was never issued.
 fn frontend_like_code() -> String {
-    token_endpoint::frontend::random_token()
+    token_endpoint::contract::frontend::random_token()
 }

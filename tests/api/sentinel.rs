@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use token_endpoint::frontend;
+use token_endpoint::contract::frontend;
 
 use crate::helpers::*;
 
@@ -47,7 +47,7 @@ async fn redemptions_follow_a_sentinel_failover() {
             started.elapsed() < Duration::from_secs(20),
             "redemptions did not recover after the failover ({unavailable} answered 503)"
         );
-        let store = &app.state.redeemer.store;
+        let store = &app.state.redeemer.store();
         let Ok(issued) =
             frontend::issue_code(store, grant("public-app"), Duration::from_secs(60)).await
         else {

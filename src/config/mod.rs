@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::abuse::AuthLimits;
+use crate::grant::abuse::AuthLimits;
 use crate::store::{KeySpace, RedisTopology};
 
 /// A setting that cannot be used.

@@ -7,9 +7,9 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use secrecy::SecretString;
 
-use crate::error::{Reason, TokenError};
+use crate::contract::record::is_well_formed_code;
+use crate::grant::error::{Reason, TokenError};
 use crate::pkce::CodeVerifier;
-use crate::record::is_well_formed_code;
 
 /// The parameters of a token request this service reads. Others are ignored
 /// (RFC 6749 §3.2: "The authorization server MUST ignore unrecognized

@@ -2,6 +2,8 @@
 //! authenticates, and what its tokens look like. Loaded once at start-up from
 //! a TOML file (README: "Client registry").
 
+pub mod origin;
+
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use crate::tokens::keys::{alg_name, parse_alg};
+use crate::tokens::Recipient;
 
 /// How a client authenticates at the token endpoint (RFC 7591 §2
 /// `token_endpoint_auth_method`).
@@ -98,7 +101,7 @@ pub struct Client {
     /// `audience` that are absolute URIs without a fragment (RFC 8707 §2).
     pub resource_indicators: Vec<String>,
     /// Web origins a browser may redeem this client's codes from (CORS), as
-    /// browsers serialize them ([`crate::origin::normalize`]). Empty: no
+    /// browsers serialize them ([`crate::clients::origin::normalize`]). Empty: no
     /// browser origin may.
     pub allowed_cors_origins: Vec<String>,
     /// Where the stand-in login page (`/dev/authorize`) may send this
@@ -399,7 +402,9 @@ impl ClientEntry {
             other => {
                 return Err(FieldError::new(
                     "token_endpoint_auth_method",
-                    format!("{other:?} is not one of none, client_secret_basic, client_secret_post"),
+                    format!(
+                        "{other:?} is not one of none, client_secret_basic, client_secret_post"
+                    ),
                 ))
             }
         };
@@ -439,8 +444,11 @@ impl ClientEntry {
             .collect();
         let mut allowed_cors_origins: Vec<String> = Vec::new();
         for (i, written) in self.allowed_cors_origins.iter().enumerate() {
-            let origin = crate::origin::normalize(written).map_err(|e| {
-                FieldError::new(format!("allowed_cors_origins[{i}]"), format!("{written:?} {e}"))
+            let origin = crate::clients::origin::normalize(written).map_err(|e| {
+                FieldError::new(
+                    format!("allowed_cors_origins[{i}]"),
+                    format!("{written:?} {e}"),
+                )
             })?;
             if !allowed_cors_origins.contains(&origin) {
                 allowed_cors_origins.push(origin);
@@ -470,6 +478,17 @@ impl ClientEntry {
 }
 
 impl Client {
+    /// What the tokens issued to this client take from its registration.
+    pub fn recipient(&self) -> Recipient<'_> {
+        Recipient {
+            client_id: &self.client_id,
+            audience: &self.audience,
+            access_token_lifetime: self.access_token_lifetime,
+            id_token_lifetime: self.id_token_lifetime,
+            id_token_alg: self.id_token_alg,
+        }
+    }
+
     pub fn id_token_alg_name(&self) -> &'static str {
         alg_name(self.id_token_alg)
     }

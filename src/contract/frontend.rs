@@ -9,8 +9,8 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::contract::record::{CodeRecord, Resource};
 use crate::pkce::{s256_challenge, ChallengeMethod};
-use crate::record::{CodeRecord, Resource};
 
 /// What the frontend knows about a grant once the user has authenticated.
 #[derive(Debug, Clone, Deserialize)]

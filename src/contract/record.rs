@@ -2,7 +2,7 @@
 //! code, and the checks a redemption makes against it.
 //!
 //! The contract is documented in the README ("Contract with the login
-//! frontend"); this module is its executable form. [`crate::frontend`] writes
+//! frontend"); this module is its executable form. [`crate::contract::frontend`] writes
 //! records by it, the stores take them by it.
 
 use serde::{Deserialize, Serialize};
@@ -12,7 +12,7 @@ use crate::pkce::{self, ChallengeMethod, CodeVerifier};
 
 /// The longest authorization code this service looks up. Longer values are
 /// rejected before any store is asked (codes are 43 characters when issued
-/// by [`crate::frontend`]).
+/// by [`crate::contract::frontend`]).
 pub const MAX_CODE_LEN: usize = 512;
 
 /// A code record, as the login frontend wrote it.
@@ -145,19 +145,6 @@ pub enum Mismatch {
     RedirectUri,
     PlainNotAllowed,
     Pkce,
-}
-
-impl Mismatch {
-    /// The word the Redis script answers with for this mismatch.
-    pub fn from_script_word(word: &str) -> Option<Self> {
-        Some(match word {
-            "client_mismatch" => Self::Client,
-            "redirect_mismatch" => Self::RedirectUri,
-            "plain_not_allowed" => Self::PlainNotAllowed,
-            "pkce_mismatch" => Self::Pkce,
-            _ => return None,
-        })
-    }
 }
 
 /// The checks of RFC 6749 §4.1.3 and RFC 7636 §4.6, in the order the Redis
