@@ -3,23 +3,27 @@
 //! Connect ID tokens, with Redis as its only state.
 //!
 //! # Layout
-//! A request's path through the service, top-down:
+//! A request's path through the service, top-down; each folder holds one idea.
 //!
-//! - [`http`]: actix-web routes; reads the body, maps results to RFC 6749 responses.
-//! - [`request`]: raw form and `Authorization` header to a validated [`request::TokenRequest`].
-//! - [`redeem`]: authenticate the client, take the code, mint the tokens.
-//! - [`clients`]: the client registry and client authentication.
-//! - [`origin`]: web origins as browsers send them (a client's CORS origins).
-//! - [`abuse`]: limits on failed client authentication, per client and per address.
-//! - [`store`]: the code store (Redis, or the embedded map): atomic, exactly-once take.
-//! - [`record`]: the code record of the frontend contract and the checks made against it.
-//! - [`pkce`]: RFC 7636 verifier syntax and S256/plain verification.
+//! - [`http`]: actix-web and nothing else does. Routes, CORS, request ids, the
+//!   discovery document and JWKS, the bound server and its graceful shutdown;
+//!   maps the domain's results to RFC 6749 responses.
+//! - [`grant`]: the token request's domain path. Parse and validate the
+//!   request, authenticate the client (with the abuse limits), run the grant
+//!   type (the authorization code grant today), mint; one error type with its
+//!   RFC 6749 §5.2 code and HTTP status.
+//! - [`contract`]: the login frontend's contract: the code record and its
+//!   checks, and the frontend's side (issue a code).
+//! - [`store`]: where codes live: Redis (the Lua take) or the embedded map,
+//!   both exactly once.
+//! - [`clients`]: the client registry and web origins.
 //! - [`tokens`]: keys, JWKS and the minting of access and ID tokens.
-//! - [`error`]: the RFC 6749 §5.2 errors and the bounded set of failure reasons.
-//! - [`metrics`]: Prometheus metrics.
-//! - [`frontend`]: the login frontend's side of the contract (issue a code).
-//! - [`config`], [`startup`], [`telemetry`]: settings, assembly, logging.
-//! - `fuzzing` (hidden): the fuzz targets' properties, for `fuzz/` and the corpus replay test.
+//! - [`pkce`]: RFC 7636 verifier syntax and S256 verification.
+//! - [`config`]: settings from the environment, each checked at start-up.
+//! - [`service`]: the parts built from the settings, free of HTTP.
+//! - [`metrics`], [`telemetry`]: Prometheus metrics, logging.
+//! - `fuzzing` (hidden): the fuzz targets' properties, for `fuzz/` and the
+//!   corpus replay test.
 
 // The panic lints are the workspace's (Cargo.toml); unit tests may panic.
 #![cfg_attr(
@@ -36,7 +40,7 @@ pub mod grant;
 pub mod http;
 pub mod metrics;
 pub mod pkce;
-pub mod startup;
+pub mod service;
 pub mod store;
 pub mod telemetry;
 pub mod tokens;

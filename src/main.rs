@@ -7,8 +7,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use token_endpoint::config::Settings;
 use token_endpoint::contract::frontend::{self, Grant};
 use token_endpoint::contract::record::Resource;
+use token_endpoint::http::Application;
 use token_endpoint::pkce::ChallengeMethod;
-use token_endpoint::startup::Application;
 use token_endpoint::store::{CodeStore, KeySpace, RedisSettings, RedisStore, RedisTopology};
 use token_endpoint::telemetry;
 

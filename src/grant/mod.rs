@@ -1,11 +1,11 @@
 //! The token request's path, free of HTTP: authenticate the client, check
 //! the browser origin, run the grant, mint the tokens. Data flows one way:
-//! [`TokenRequest`] -> [`Client`] -> [`CodeRecord`] -> `Minted` ->
+//! [`TokenRequest`] -> [`Client`] -> [`CodeRecord`](crate::contract::record::CodeRecord) -> `Minted` ->
 //! [`TokenResponse`].
 //!
 //! A grant type is one module that turns a validated request into what the
-//! tokens are minted from: [`authorization_code`] today. Client
-//! authentication ([`client_auth`], with [`abuse`]'s limits), the origin
+//! tokens are minted from: `authorization_code` today. Client
+//! authentication (`client_auth`, with [`abuse`]'s limits), the origin
 //! check and minting are shared steps around it.
 
 pub mod abuse;

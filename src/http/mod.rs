@@ -7,6 +7,7 @@ mod dev_authorize;
 mod ops;
 mod request_id;
 mod response;
+pub mod server;
 mod token;
 mod wellknown;
 
@@ -19,6 +20,7 @@ use actix_web::web;
 
 pub use self::request_id::{request_id, X_REQUEST_ID};
 pub use self::response::error_response;
+pub use self::server::{build_state, Application, StartupError};
 use crate::config::DevEndpoints;
 use crate::grant::Redeemer;
 

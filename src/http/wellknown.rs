@@ -3,7 +3,50 @@
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpResponse};
 
+use serde_json::json;
+
 use super::AppState;
+use crate::config::{DevEndpoints, Settings};
+use crate::tokens::keys::alg_name;
+use crate::tokens::TokenMinter;
+
+/// The documents served at `/.well-known/`, serialized once at start-up.
+pub struct Published {
+    pub jwks: web::Bytes,
+    pub discovery: web::Bytes,
+}
+
+impl Published {
+    pub fn new(settings: &Settings, minter: &TokenMinter) -> Result<Self, serde_json::Error> {
+        let issuer = &settings.issuer;
+        let algorithms: Vec<&str> = minter.algorithms().into_iter().map(alg_name).collect();
+        let mut discovery = json!({
+            "issuer": issuer,
+            "authorization_endpoint": settings.authorization_endpoint,
+            "token_endpoint": format!("{issuer}/oauth/token"),
+            "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+            "response_types_supported": ["code"],
+            "grant_types_supported": ["authorization_code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": algorithms,
+            "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+            "code_challenge_methods_supported": ["S256"],
+        });
+        if let (DevEndpoints::Demo | DevEndpoints::OptIn, Some(metadata)) =
+            (settings.dev_endpoints, discovery.as_object_mut())
+        {
+            // The stand-in login page answers with `iss` (RFC 9207 section 3).
+            metadata.insert(
+                "authorization_response_iss_parameter_supported".into(),
+                json!(true),
+            );
+        }
+        Ok(Self {
+            jwks: serde_json::to_vec(&minter.jwks())?.into(),
+            discovery: serde_json::to_vec(&discovery)?.into(),
+        })
+    }
+}
 
 fn cached_json(body: &web::Bytes) -> HttpResponse {
     HttpResponse::Ok()

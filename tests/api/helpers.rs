@@ -15,7 +15,7 @@ use serde_json::Value;
 use token_endpoint::config::{DevEndpoints, Limits, LogFormat, Settings, StoreSettings};
 use token_endpoint::contract::frontend::{self, Grant, IssuedCode};
 use token_endpoint::http::AppState;
-use token_endpoint::startup::{build_state, Application};
+use token_endpoint::http::{build_state, Application};
 use token_endpoint::store::{KeySpace, RedisTopology};
 
 /// Which code store the app under test runs on.

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use token_endpoint::config::ConfigError;
-use token_endpoint::startup::build_state;
 
 use crate::helpers::*;
 
@@ -113,7 +112,7 @@ async fn start_error(
     let files = Arc::new(AppFiles::new());
     let mut s = settings(&files, None);
     tweak(&mut s, &files);
-    match build_state(&s).await {
+    match token_endpoint::service::build(&s).await {
         Ok(_) => panic!("start-up should have failed"),
         Err(e) => e,
     }

@@ -86,7 +86,7 @@ async fn an_unknown_master_name_is_blamed_on_its_setting() {
             master: "no-such-master".into(),
         };
     }
-    let err = match token_endpoint::startup::build_state(&settings).await {
+    let err = match token_endpoint::service::build(&settings).await {
         Ok(_) => panic!("an unknown master name was accepted"),
         Err(e) => e,
     };
