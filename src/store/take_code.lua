@@ -1,5 +1,7 @@
 -- Take an authorization code: check, consume and mark used, in one atomic step.
 -- Mirrors record::check in src/contract/record.rs; both stores run the same tests.
+-- A member named twice counts by its last occurrence (cjson); CodeRecord::parse
+-- reads it the same way, so the two stores never disagree on a record.
 --
 -- KEYS[1]  <prefix>code:{<code>}   the record written by the login frontend
 -- KEYS[2]  <prefix>used:{<code>}   the used marker (same hash tag, same slot)
