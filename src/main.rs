@@ -144,38 +144,69 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
+        Err(e) => {
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn serve() -> Result<(), String> {
-    let settings = Settings::from_env().map_err(|e| e.to_string())?;
+/// Why a command failed. Each names the setting or option at fault.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Config(#[from] token_endpoint::config::ConfigError),
+    #[error(transparent)]
+    Startup(#[from] token_endpoint::http::StartupError),
+    #[error("the server stopped: {0}")]
+    Serve(std::io::Error),
+    #[error("{option} {why}")]
+    Argument { option: String, why: String },
+    #[error("TOKEN_ENDPOINT_REDIS_URL: {0}")]
+    Redis(token_endpoint::store::StoreError),
+    #[error("cannot store the code: {0}")]
+    Store(token_endpoint::store::StoreError),
+    #[error("cannot reach {url} (is `cargo run --release` running? with Redis, pass --redis-url): {source}")]
+    Unreachable { url: String, source: reqwest::Error },
+    #[error("{url}: {source}")]
+    Unreadable { url: String, source: reqwest::Error },
+    #[error("{url} answered {status}: {body}")]
+    Refused {
+        url: String,
+        status: String,
+        body: String,
+    },
+    #[error("key generation failed")]
+    KeyGeneration,
+}
+
+fn serve() -> Result<(), CliError> {
+    let settings = Settings::from_env()?;
     telemetry::init(&settings.log_filter, settings.log_format);
     actix_web::rt::System::new().block_on(async move {
-        let app = Application::build(settings)
-            .await
-            .map_err(|e| e.to_string())?;
+        let app = Application::build(settings).await?;
         tracing::info!(port = app.port(), "listening");
-        app.run_until_stopped().await.map_err(|e| e.to_string())
+        app.run_until_stopped().await.map_err(CliError::Serve)
     })
 }
 
-async fn issue_code(args: IssueCode) -> Result<(), String> {
+async fn issue_code(args: IssueCode) -> Result<(), CliError> {
     let method = match args.method {
         Method::S256 => ChallengeMethod::S256,
         Method::Plain => ChallengeMethod::Plain,
     };
-    token_endpoint::config::check_key_prefix(&args.key_prefix)
-        .map_err(|why| format!("--key-prefix {:?} {why}", args.key_prefix))?;
+    token_endpoint::config::check_key_prefix(&args.key_prefix).map_err(|why| {
+        CliError::Argument {
+            option: format!("--key-prefix {:?}", args.key_prefix),
+            why: why.to_owned(),
+        }
+    })?;
     let claims = match &args.claims {
         None => None,
-        Some(json) => Some(
-            serde_json::from_str(json)
-                .map_err(|e| format!("--claims is not a JSON object: {e}"))?,
-        ),
+        Some(json) => Some(serde_json::from_str(json).map_err(|e| CliError::Argument {
+            option: "--claims".into(),
+            why: format!("is not a JSON object: {e}"),
+        })?),
     };
     let resource = match args.resource.len() {
         0 => None,
@@ -196,7 +227,10 @@ async fn issue_code(args: IssueCode) -> Result<(), String> {
         code_challenge_method: method,
     };
     if matches!(args.format, Format::Env) && args.count != 1 {
-        return Err("--format env prints one code; use --format json with --count".into());
+        return Err(CliError::Argument {
+            option: "--format env".into(),
+            why: "prints one code; use --format json with --count".into(),
+        });
     }
     let ttl = Duration::from_secs(args.ttl.max(1));
     let issued = match &args.redis_url {
@@ -211,14 +245,14 @@ async fn issue_code(args: IssueCode) -> Result<(), String> {
                     replica_acks: 0,
                 })
                 .await
-                .map_err(|e| format!("TOKEN_ENDPOINT_REDIS_URL: {e}"))?,
+                .map_err(CliError::Redis)?,
             ));
             let mut issued = Vec::with_capacity(args.count);
             for _ in 0..args.count {
                 issued.push(
                     frontend::issue_code(&store, grant.clone(), ttl)
                         .await
-                        .map_err(|e| e.to_string())?,
+                        .map_err(CliError::Store)?,
                 );
             }
             issued
@@ -251,7 +285,7 @@ async fn issue_code(args: IssueCode) -> Result<(), String> {
 async fn issue_through_server(
     args: &IssueCode,
     grant: &Grant,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Vec<(String, String)>, CliError> {
     let url = format!("{}/dev/codes", args.server.trim_end_matches('/'));
     let body = serde_json::json!({
         "client_id": grant.client_id, "redirect_uri": grant.redirect_uri, "sub": grant.sub,
@@ -267,29 +301,45 @@ async fn issue_through_server(
             .json(&body)
             .send()
             .await
-            .map_err(|e| format!("cannot reach {url} (is `cargo run --release` running? with Redis, pass --redis-url): {e}"))?;
+            .map_err(|source| CliError::Unreachable {
+                url: url.clone(),
+                source,
+            })?;
         let status = response.status();
-        let json: serde_json::Value = response.json().await.map_err(|e| format!("{url}: {e}"))?;
+        let json: serde_json::Value =
+            response
+                .json()
+                .await
+                .map_err(|source| CliError::Unreadable {
+                    url: url.clone(),
+                    source,
+                })?;
         let field = |name: &str| json.get(name).and_then(|v| v.as_str()).map(str::to_owned);
         match (status.is_success(), field("code"), field("code_verifier")) {
             (true, Some(code), Some(verifier)) => out.push((code, verifier)),
-            _ => return Err(format!("{url} answered {status}: {json}")),
+            _ => {
+                return Err(CliError::Refused {
+                    url,
+                    status: status.to_string(),
+                    body: json.to_string(),
+                })
+            }
         }
     }
     Ok(out)
 }
 
-fn generate_key(alg: KeyAlg) -> Result<(), String> {
+fn generate_key(alg: KeyAlg) -> Result<(), CliError> {
     use ring::rand::SystemRandom;
     use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
     let rng = SystemRandom::new();
     let der = match alg {
         KeyAlg::Es256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-            .map_err(|_| "key generation failed")?
+            .map_err(|_| CliError::KeyGeneration)?
             .as_ref()
             .to_vec(),
         KeyAlg::EdDsa => Ed25519KeyPair::generate_pkcs8(&rng)
-            .map_err(|_| "key generation failed")?
+            .map_err(|_| CliError::KeyGeneration)?
             .as_ref()
             .to_vec(),
     };
