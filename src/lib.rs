@@ -22,8 +22,9 @@
 //! - [`config`]: settings from the environment, each checked at start-up.
 //! - [`service`]: the parts built from the settings, free of HTTP.
 //! - [`metrics`], [`telemetry`]: Prometheus metrics, logging.
-//! - `fuzzing` (hidden): the fuzz targets' properties, for `fuzz/` and the
-//!   corpus replay test.
+//!
+//! The properties the fuzz targets check live beside them, in
+//! `fuzz/properties`.
 
 // The panic lints are the workspace's (Cargo.toml); unit tests may panic.
 #![cfg_attr(
@@ -34,8 +35,6 @@
 pub mod clients;
 pub mod config;
 pub mod contract;
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod grant;
 pub mod http;
 pub mod metrics;

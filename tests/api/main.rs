@@ -31,7 +31,6 @@ mod cors;
 mod errors;
 #[cfg(feature = "slow-tests")]
 mod faults;
-mod fuzz_corpus;
 mod hostile;
 mod interop;
 mod keys;

@@ -2,7 +2,7 @@
 //! properties that must hold for *any* input, not just "does not panic".
 //!
 //! The cargo-fuzz harness in `fuzz/` calls these with libFuzzer's inputs, and
-//! `tests/api/fuzz_corpus.rs` replays the seed corpus through them on the
+//! `tests/corpus.rs` replays the seed corpus (`fuzz/corpus/`) through them on the
 //! stable toolchain, so the corpus is checked in CI too. See `fuzz/README.md`.
 //!
 //! A broken property panics: that is how libFuzzer and the replay test see a
@@ -18,10 +18,10 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use secrecy::ExposeSecret;
 
-use crate::contract::record::{self, CodeRecord, Mismatch, Presented};
-use crate::grant::error::{Reason, TokenError};
-use crate::grant::request::{PresentedAuth, TokenForm, TokenRequest};
-use crate::pkce::{ChallengeMethod, CodeVerifier};
+use token_endpoint::contract::record::{self, CodeRecord, Mismatch, Presented};
+use token_endpoint::grant::error::{Reason, TokenError};
+use token_endpoint::grant::request::{PresentedAuth, TokenForm, TokenRequest};
+use token_endpoint::pkce::{ChallengeMethod, CodeVerifier};
 
 /// The longest `error_description` any parser here produces. Descriptions
 /// are fixed texts (plus a parameter name or a length), so a longer one
@@ -346,7 +346,7 @@ pub fn code_record(input: &[u8]) {
 /// (no empty URI, none twice), and never against a client with none, nor
 /// one missing any of its URIs.
 fn check_resource_properties(record: &CodeRecord) {
-    use crate::contract::record::{check_resource, Resource, TargetMismatch};
+    use token_endpoint::contract::record::{check_resource, Resource, TargetMismatch};
     assert_eq!(
         check_resource(None, &[]),
         Ok(()),
@@ -554,7 +554,7 @@ fn check_request(request: &TokenRequest, form: &TokenForm) {
         "an accepted verifier has RFC 7636 §4.1 syntax"
     );
     assert!(
-        request.verifier.s256_challenge() == crate::pkce::s256_challenge(verifier),
+        request.verifier.s256_challenge() == token_endpoint::pkce::s256_challenge(verifier),
         "the precomputed S256 challenge is the verifier's"
     );
     assert_eq!(
@@ -654,7 +654,7 @@ fn other_verifier(verifier: &CodeVerifier) -> CodeVerifier {
 }
 
 /// A client's `allowed_cors_origins` entry, normalized to what browsers send
-/// ([`crate::clients::origin::normalize`]); `input` is the entry, as UTF-8 (lossy).
+/// ([`token_endpoint::clients::origin::normalize`]); `input` is the entry, as UTF-8 (lossy).
 ///
 /// - A normalized origin normalizes to itself: the registry and the
 ///   `Origin` header meet on one spelling.
@@ -663,7 +663,7 @@ fn other_verifier(verifier: &CodeVerifier) -> CodeVerifier {
 ///   wildcard or upper case.
 /// - A refusal says why in a fixed text, never echoing the input.
 pub fn origin(input: &[u8]) {
-    use crate::clients::origin::normalize;
+    use token_endpoint::clients::origin::normalize;
     let written = String::from_utf8_lossy(input);
     match normalize(&written) {
         Ok(origin) => {
