@@ -173,10 +173,11 @@ async fn code_survives(harness: &Harness, case: Attempts) -> Result<(), TestCase
 
 /// A record that breaks the frontend contract (not JSON, not an object, a
 /// required member missing or null, members of the wrong type, huge values,
-/// deep nesting, duplicate members, strings that are not Unicode) is answered
+/// deep nesting, strings that are not Unicode) is answered
 /// 400 `invalid_grant`, counted once as `bad_record`, logged at error level
-/// without the code, and removed (README, "Contract with the login
-/// frontend"); the service stays up and redeems the next code.
+/// without the code, and removed (docs/contract.md); the service stays up
+/// and redeems the next code. (A member named twice is not a corruption:
+/// it counts by its last occurrence, `duplicated_member_counts_by_its_last_occurrence`.)
 fn corrupt_records_are_invalid_grant(backend: Backend) {
     let harness = Harness::start(backend);
     let (template, record) = frontend::prepare(grant("public-app"));
@@ -366,9 +367,8 @@ async fn resource_granted_within_audience(
 
 /// A bad record that take_code.lua can read (here: `sub` is missing, which
 /// only the service checks) is removed by the first redemption, so a second
-/// one finds no code: `unknown_code`, not a replay (README, "Contract with
-/// the login frontend": the record is removed, no request could ever redeem
-/// it).
+/// one finds no code: `unknown_code`, not a replay (docs/contract.md: the
+/// record is removed, no request could ever redeem it).
 mod bad_record_retried_is_unknown_not_a_replay {
     use crate::helpers::Backend;
 
@@ -2627,7 +2627,8 @@ fn check_handler_answer(response: &RawResponse, wire: Option<&Wire>) -> Result<(
         "no error_description: {:?}",
         response
     );
-    // 429: the limiter of failed client authentications (README, "Abuse limits").
+    // 429: the limiter of failed client authentications
+    // (docs/token-endpoint.md, "Abuse limits").
     prop_assert_eq!(
         matches!(response.status, 401 | 429),
         error == "invalid_client",
@@ -2713,8 +2714,6 @@ enum Corruption {
     /// A member of the wrong type (or `code_challenge_method` neither
     /// `S256` nor `plain`).
     Wrong(&'static str, B),
-    /// A member twice, with the same value.
-    Duplicate(Index),
     /// A string that is not Unicode (a lone surrogate), in a member only the
     /// service reads.
     LoneSurrogate(&'static str),
@@ -2824,7 +2823,6 @@ fn corruption(not_utf8: bool) -> BoxedStrategy<Corruption> {
         select(WRONG_TYPES)
             .prop_map(|(k, v)| Corruption::Wrong(k, b(v)))
             .boxed(),
-        any::<Index>().prop_map(Corruption::Duplicate).boxed(),
         select(&["sub", "scope", "nonce", "acr"][..])
             .prop_map(Corruption::LoneSurrogate)
             .boxed(),
@@ -2920,12 +2918,6 @@ impl CorruptRecord {
                 Corruption::Missing(key) => members.retain(|(k, _)| k != key),
                 Corruption::Null(key) => set(&mut members, key, b"null".to_vec()),
                 Corruption::Wrong(key, value) => set(&mut members, key, value.0.clone()),
-                Corruption::Duplicate(at) => {
-                    if !members.is_empty() {
-                        let twin = members[at.index(members.len())].clone();
-                        members.push(twin);
-                    }
-                }
                 Corruption::LoneSurrogate(key) => set(&mut members, key, b"\"\\ud800x\"".to_vec()),
                 Corruption::Deep { depth, arrays } => {
                     let (open, close): (&[u8], &[u8]) = if *arrays {
