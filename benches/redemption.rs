@@ -37,10 +37,8 @@ use token_endpoint::store::{
 };
 use token_endpoint::tokens::keys::{alg_name, SigningKey};
 use token_endpoint::tokens::{ring_provider, TokenMinter};
+use token_endpoint_test_support::{current_thread_runtime, RedisServer};
 use tokio::runtime::Runtime;
-
-mod common;
-use common::{current_thread_runtime, RedisServer};
 
 /// The redirect URI bound to every code, and presented again on redemption.
 const REDIRECT_URI: &str = "https://app.example/cb";
@@ -199,7 +197,7 @@ fn embedded(c: &mut Criterion) {
 /// to a local Redis running the take script. Its latency, not a throughput
 /// limit: the worker waits idle during the round trip.
 fn redis_one_at_a_time(c: &mut Criterion) {
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = RedisServer::start_if_installed() else {
         return;
     };
     let bench = redis_bench(&server);
@@ -215,7 +213,7 @@ fn redis_one_at_a_time(c: &mut Criterion) {
 /// round trips overlap (pipelined on the one connection), so the time per
 /// redemption is the throughput of a worker, bounded by its CPU.
 fn redis_concurrent(c: &mut Criterion) {
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = RedisServer::start_if_installed() else {
         return;
     };
     let bench = redis_bench(&server);

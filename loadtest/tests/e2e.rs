@@ -11,15 +11,11 @@
     clippy::indexing_slicing
 )]
 
-#[allow(dead_code, unused_imports, unused_macros)]
-#[path = "../../tests/api/helpers.rs"]
-mod helpers;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
-use helpers::{spawn_app, Backend, TestApp};
 use serde_json::Value;
+use token_endpoint_test_support::{spawn_app, Backend, TestApp};
 
 const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
 

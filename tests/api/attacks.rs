@@ -11,7 +11,7 @@ use token_endpoint::contract::frontend::{self, IssuedCode};
 use token_endpoint::contract::record::Resource;
 
 use crate::helpers::*;
-use crate::on_both_stores;
+use token_endpoint_test_support::on_both_stores;
 
 on_both_stores!(
     nobody_can_lock_users_out_of_a_public_client,
@@ -379,8 +379,9 @@ const CODES_OUTSIDE_THE_CONTRACT: &[&str] =
     &["}x", "{x}", "a}b{c", "a b", "a+b", "a/b", "ab%", "ä"];
 
 /// Finding 5. A code outside the unreserved set cannot exist under the
-/// contract (README: frontend codes are base64url); it is answered like
-/// an unknown code before any store is asked (Redis sees no command).
+/// contract (docs/contract.md: frontend codes are base64url); it is
+/// answered like an unknown code before any store is asked (Redis sees no
+/// command).
 async fn codes_outside_the_unreserved_set_never_reach_the_store(backend: Backend) {
     let app = spawn_app(backend).await;
     let expected = unknown_code_answer(&app, "public-app").await;

@@ -10,7 +10,7 @@ use reqwest::Method;
 use token_endpoint::contract::frontend::{self, IssuedCode};
 
 use crate::helpers::*;
-use crate::on_both_stores;
+use token_endpoint_test_support::on_both_stores;
 
 on_both_stores!(
     a_preflight_is_answered_for_any_origin_some_client_allows,

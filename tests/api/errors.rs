@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::helpers::*;
-use crate::on_both_stores;
+use token_endpoint_test_support::on_both_stores;
 
 on_both_stores!(
     request_syntax_errors_are_invalid_request,

@@ -15,8 +15,6 @@
     clippy::indexing_slicing
 )]
 
-// Clusters and Sentinel groups serve the slow tests only.
-#[cfg_attr(not(feature = "slow-tests"), allow(dead_code))]
 mod helpers;
 
 mod attacks;

@@ -8,7 +8,7 @@ use token_endpoint::contract::record::{CodeRecord, Resource};
 use token_endpoint::pkce::ChallengeMethod;
 
 use crate::helpers::*;
-use crate::on_both_stores;
+use token_endpoint_test_support::on_both_stores;
 
 on_both_stores!(
     rfc7636_appendix_b_vector_redeems,

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use crate::helpers::*;
-use crate::on_both_stores;
+use token_endpoint_test_support::on_both_stores;
 
 on_both_stores!(replay_is_detected_and_revokes_the_grant);
 
@@ -114,7 +114,8 @@ async fn redis_outage_is_a_fast_503_and_recovers() {
 /// Redis that accepts connections but does not answer (`CLIENT PAUSE`):
 /// a 503 after the 250 ms command timeout, not a hang; once Redis answers
 /// again, so does the service. (Whether the timed-out take ran late is
-/// unknowable to the service; README: "When Redis times out".)
+/// unknowable to the service; docs/token-endpoint.md, "When Redis times
+/// out".)
 #[tokio::test]
 async fn redis_that_stops_answering_is_a_bounded_503() {
     let app = spawn_app(Backend::Redis).await;

@@ -1,5 +1,18 @@
-//! The harness: a real `redis-server` on a free port, the real application on
-//! port 0, and typed helpers that speak HTTP to it.
+//! The test harness, shared by the black-box tests (`tests/api`), the load
+//! generator's end-to-end tests and the benches: a real `redis-server` on a
+//! free port (alone, as a Cluster, or under Sentinel), the real application
+//! on port 0, and typed helpers that speak HTTP to it.
+
+// A harness fails by panicking: that is how a test fails (the workspace's
+// lints forbid it in production code).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+// `new` here starts processes or writes files: not what `Default` promises.
+#![allow(clippy::new_without_default)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -34,11 +47,11 @@ macro_rules! on_both_stores {
             mod $case {
                 #[tokio::test]
                 async fn redis() {
-                    super::$case($crate::helpers::Backend::Redis).await
+                    super::$case($crate::Backend::Redis).await
                 }
                 #[tokio::test]
                 async fn embedded() {
-                    super::$case($crate::helpers::Backend::Embedded).await
+                    super::$case($crate::Backend::Embedded).await
                 }
             }
         )*
@@ -64,6 +77,18 @@ pub struct RedisServer {
 impl RedisServer {
     pub fn start() -> Self {
         Self::start_with(Vec::new())
+    }
+
+    /// A server if `redis-server` is installed, else `None` (a bench that
+    /// needs one is skipped rather than failed).
+    pub fn start_if_installed() -> Option<Self> {
+        let installed = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        installed.then(Self::start)
     }
 
     pub fn start_with(extra: Vec<String>) -> Self {
@@ -491,14 +516,10 @@ impl Drop for RedisSentinelGroup {
 }
 
 pub fn fixture(name: &str) -> PathBuf {
-    // This file is also compiled into loadtest/'s tests, one level down.
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let root = if manifest.join("tests/fixtures").is_dir() {
-        manifest
-    } else {
-        manifest.join("..")
-    };
-    root.join("tests/fixtures").join(name)
+    // This crate is tests/support; the fixtures are tests/fixtures.
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures")
+        .join(name)
 }
 
 /// Files the app reads at start-up, in a private directory.
@@ -828,4 +849,12 @@ pub fn verify_jwt(token: &str, jwks: &Value, audience: &str) -> Value {
     jsonwebtoken::decode::<Value>(token, &key, &validation)
         .unwrap_or_else(|e| panic!("token does not verify: {e}"))
         .claims
+}
+
+/// A current-thread tokio runtime, like each actix-web worker's.
+pub fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime builds")
 }
