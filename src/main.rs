@@ -21,7 +21,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the service (configured by TOKEN_ENDPOINT_* variables; see README).
+    /// Run the service (configured by TOKEN_ENDPOINT_* variables; see
+    /// docs/configuration.md).
     Serve,
     /// Write authorization codes as the login frontend does, and print each
     /// code with a fresh verifier.
@@ -33,8 +34,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = KeyAlg::Es256)]
         alg: KeyAlg,
     },
-    /// Print the settings (TOKEN_ENDPOINT_* variables) as the README's
-    /// Configuration table: their defaults and what each does.
+    /// Print the settings (TOKEN_ENDPOINT_* variables) as the table in
+    /// docs/configuration.md: their defaults and what each does.
     Settings,
 }
 

@@ -1,6 +1,6 @@
 //! The client registry: which clients may redeem codes, how each
 //! authenticates, and what its tokens look like. Loaded once at start-up from
-//! a TOML file (README: "Client registry").
+//! a TOML file (docs/token-endpoint.md, "Client registry").
 
 pub mod origin;
 

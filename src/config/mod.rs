@@ -1,4 +1,4 @@
-//! Settings, from environment variables (README: "Configuration"). Every
+//! Settings, from environment variables (docs/configuration.md). Every
 //! setting is checked here, before anything starts; a bad one stops the
 //! process with its name and the reason.
 
@@ -123,10 +123,10 @@ impl Default for Limits {
     }
 }
 
-/// One documented setting: a row of the README's Configuration table, which
-/// is generated from [`SETTINGS`] (`token-endpoint settings`; a test fails
-/// when the README and this list differ). [`Settings::from_lookup`] reads no
-/// variable that is not listed here.
+/// One documented setting: a row of the table in docs/configuration.md,
+/// which is generated from [`SETTINGS`] (`token-endpoint settings`; a test
+/// fails when that table and this list differ). [`Settings::from_lookup`]
+/// reads no variable that is not listed here.
 #[derive(Debug, Clone, Copy)]
 pub struct SettingDoc {
     pub name: &'static str,
@@ -214,7 +214,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc {
         name: "TOKEN_ENDPOINT_CORS_MAX_AGE_SECS",
         default: "`7200`",
-        meaning: "`Access-Control-Max-Age` of a CORS preflight (0–86400); 7200 is the most Chromium honours, and a preflight grants nothing by itself ([docs/browser-apps.md](docs/browser-apps.md))",
+        meaning: "`Access-Control-Max-Age` of a CORS preflight (0–86400); 7200 is the most Chromium honours, and a preflight grants nothing by itself ([docs/browser-apps.md](browser-apps.md))",
     },
     SettingDoc {
         name: "TOKEN_ENDPOINT_MAX_BODY_BYTES",
@@ -254,7 +254,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc {
         name: "TOKEN_ENDPOINT_DEV_ENDPOINTS",
         default: "unset: only in the zero-configuration demo",
-        meaning: "`on` mounts `POST /dev/codes` and `GET /dev/authorize` on an embedded store that has keys, clients or a public bind, with loud warnings (refused with Redis); `off` removes them from the demo too. See [docs/security.md](docs/security.md#dev-endpoints)",
+        meaning: "`on` mounts `POST /dev/codes` and `GET /dev/authorize` on an embedded store that has keys, clients or a public bind, with loud warnings (refused with Redis); `off` removes them from the demo too. See [docs/security.md](security.md#dev-endpoints)",
     },
     SettingDoc {
         name: "TOKEN_ENDPOINT_LOG",
@@ -278,7 +278,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     },
 ];
 
-/// The README's Configuration table, from [`SETTINGS`].
+/// The settings table of docs/configuration.md, from [`SETTINGS`].
 pub fn settings_table() -> String {
     let mut table = String::from("| variable | default | meaning |\n|---|---|---|\n");
     for s in SETTINGS {

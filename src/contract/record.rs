@@ -1,9 +1,9 @@
 //! The code record: what the login frontend stores under each authorization
 //! code, and the checks a redemption makes against it.
 //!
-//! The contract is documented in the README ("Contract with the login
-//! frontend"); this module is its executable form. [`crate::contract::frontend`] writes
-//! records by it, the stores take them by it.
+//! The contract is documented in docs/contract.md; this module is its
+//! executable form. [`crate::contract::frontend`] writes records by it, the
+//! stores take them by it.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

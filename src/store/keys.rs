@@ -1,4 +1,4 @@
-//! Redis key names derived from a code (README: "Contract with the login frontend").
+//! Redis key names derived from a code (docs/contract.md).
 
 /// The key names this service reads and writes, under a configurable prefix.
 ///

@@ -269,7 +269,7 @@ impl TokenMinter {
     /// `id_token_signed_response_alg`; `access_token` is the one issued
     /// alongside it, whose `at_hash` the ID token carries. It carries the
     /// grant's `grant_id` too, so that a relying party can tell a revoked
-    /// grant's ID token (README, "Replays and revocation").
+    /// grant's ID token (docs/token-endpoint.md, "Replays and revocation").
     pub fn mint_id_token(
         &self,
         record: &CodeRecord,
@@ -318,7 +318,8 @@ enum Audience<'a> {
     Many(&'a [String]),
 }
 
-/// RFC 9068 §2.2, plus `grant_id` (see README: "What a resource server checks").
+/// RFC 9068 §2.2, plus `grant_id` (see docs/security.md, "What a resource
+/// server must check").
 #[derive(Serialize)]
 struct AccessClaims<'a> {
     iss: &'a str,

@@ -746,25 +746,25 @@ fn a_private_verification_key_open_to_others_is_warned_about() {
     );
 }
 
-/// The README's Configuration table is the one `token-endpoint settings`
-/// prints from the settings code: they cannot drift apart.
+/// The settings table in docs/configuration.md is the one
+/// `token-endpoint settings` prints from the settings code: they cannot
+/// drift apart.
 #[test]
-fn the_readme_configuration_table_is_the_settings_code() {
+fn the_documented_configuration_table_is_the_settings_code() {
     let output = Command::new(BIN).arg("settings").output().unwrap();
     assert!(output.status.success());
     let table = String::from_utf8(output.stdout).unwrap();
-    let readme =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-            .unwrap();
-    let begin = readme
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md");
+    let doc = std::fs::read_to_string(&path).unwrap();
+    let begin = doc
         .find("<!-- settings:begin")
-        .and_then(|i| readme[i..].find('\n').map(|n| i + n + 1))
-        .expect("the README marks its settings table");
-    let end = readme.find("<!-- settings:end -->").expect("end marker");
+        .and_then(|i| doc[i..].find('\n').map(|n| i + n + 1))
+        .expect("docs/configuration.md marks its settings table");
+    let end = doc.find("<!-- settings:end -->").expect("end marker");
     assert_eq!(
-        &readme[begin..end],
+        &doc[begin..end],
         table,
-        "the README's table differs from the code: paste `cargo run -- settings` between the markers"
+        "the table in docs/configuration.md differs from the code: paste `cargo run -- settings` between the markers"
     );
 }
 

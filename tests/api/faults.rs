@@ -230,7 +230,8 @@ struct Figures {
     invalid_grant: usize,
     unavailable: usize,
     /// Codes never redeemed, each after a 503: the take ran in Redis but its
-    /// answer was lost (at most once, by design; see the README).
+    /// answer was lost (at most once, by design; see docs/token-endpoint.md,
+    /// "When Redis times out").
     lost: usize,
     /// The slowest 503.
     slowest_503: Duration,
@@ -358,11 +359,11 @@ fn report(name: &str, figures: &Figures, extra: &str) {
     );
 }
 
-/// Redis (AOF, fsync always: what the README asks of a production Redis)
-/// killed with SIGKILL mid-load and started again 2 s later: meanwhile
-/// every request gets a prompt 503 with `Retry-After`; afterwards
-/// redemptions resume by themselves, and no code consumed before the crash
-/// comes back.
+/// Redis (AOF, fsync always: what docs/configuration.md asks of a
+/// production Redis) killed with SIGKILL mid-load and started again 2 s
+/// later: meanwhile every request gets a prompt 503 with `Retry-After`;
+/// afterwards redemptions resume by themselves, and no code consumed before
+/// the crash comes back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_mid_load_then_restarted() {
     let redis = RedisServer::start_with(

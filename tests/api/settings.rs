@@ -1,5 +1,5 @@
-//! Every documented setting (`config::SETTINGS`, which the README's
-//! Configuration table is generated from) has a case here: a value and the
+//! Every documented setting (`config::SETTINGS`, which the table in
+//! docs/configuration.md is generated from) has a case here: a value and the
 //! effect the table promises, and a bad value that stops start-up naming
 //! it. A setting added to the code without a case, or read without being
 //! documented, fails these tests. The binary's own behaviour for the

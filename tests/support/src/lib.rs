@@ -371,7 +371,7 @@ pub const SENTINEL_MASTER: &str = "mymaster";
 
 impl RedisSentinelGroup {
     pub fn start() -> Self {
-        // As the README asks of a Sentinel deployment: a master with no
+        // As docs/configuration.md asks of a Sentinel deployment: a master with no
         // replica refuses writes, so a take that could not be replicated
         // never consumes its code. And sync a new replica at once, not
         // after the default 5 s wait for more replicas.
