@@ -94,15 +94,8 @@ impl SigningKey {
     /// Read a PKCS#8 PEM private key (`-----BEGIN PRIVATE KEY-----`): P-256
     /// (ES256), Ed25519 (EdDSA) or RSA of at least 2048 bits (RS256).
     pub fn from_pem_file(path: &Path) -> Result<Self, KeyError> {
-        let bytes = std::fs::read(path).map_err(|source| KeyError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let invalid = |reason: KeyFormatError| KeyError::Invalid {
-            path: path.to_owned(),
-            reason,
-        };
-        let pem = pem::parse(&bytes).map_err(|e| invalid(e.into()))?;
+        let pem = read_pem(path)?;
+        let invalid = |reason| invalid_key(path, reason);
         match pem.tag() {
             "PRIVATE KEY" => Self::from_pkcs8(pem.contents()).map_err(invalid),
             "EC PRIVATE KEY" | "RSA PRIVATE KEY" => {
@@ -165,15 +158,8 @@ impl SigningKey {
 /// Read a key kept for verification only: a PKCS#8 private key (its public
 /// half is published) or an SPKI public key (`-----BEGIN PUBLIC KEY-----`).
 pub fn verification_key_from_pem_file(path: &Path) -> Result<PublicJwk, KeyError> {
-    let bytes = std::fs::read(path).map_err(|source| KeyError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let invalid = |reason: KeyFormatError| KeyError::Invalid {
-        path: path.to_owned(),
-        reason,
-    };
-    let pem = pem::parse(&bytes).map_err(|e| invalid(e.into()))?;
+    let pem = read_pem(path)?;
+    let invalid = |reason| invalid_key(path, reason);
     match pem.tag() {
         "PUBLIC KEY" => spki_to_jwk(pem.contents()).map_err(invalid),
         "PRIVATE KEY" => SigningKey::from_pkcs8(pem.contents())
@@ -183,6 +169,22 @@ pub fn verification_key_from_pem_file(path: &Path) -> Result<PublicJwk, KeyError
             expected: "PUBLIC KEY or PRIVATE KEY",
             found: other.to_owned(),
         })),
+    }
+}
+
+/// The one PEM block of the file at `path`.
+fn read_pem(path: &Path) -> Result<pem::Pem, KeyError> {
+    let bytes = std::fs::read(path).map_err(|source| KeyError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    pem::parse(&bytes).map_err(|e| invalid_key(path, e.into()))
+}
+
+fn invalid_key(path: &Path, reason: KeyFormatError) -> KeyError {
+    KeyError::Invalid {
+        path: path.to_owned(),
+        reason,
     }
 }
 

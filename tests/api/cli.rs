@@ -97,6 +97,30 @@ fn start_server(envs: &[(&str, String)], port: u16) -> Server {
     Server(child)
 }
 
+/// A code for `public-app` and `https://client.test/cb`, written to `redis`.
+fn issue_public_code(redis: &RedisServer) -> serde_json::Value {
+    issue_code(&[
+        "--redis-url",
+        &redis.url(),
+        "--client-id",
+        "public-app",
+        "--redirect-uri",
+        "https://client.test/cb",
+    ])
+}
+
+/// `CLIENT PAUSE <ms> WRITE`: EVALSHA may write, so the take is held back
+/// while PING (readiness) and new connections go through.
+fn pause_writes(redis: &RedisServer, ms: u64) {
+    let mut conn = redis.client().get_connection().unwrap();
+    redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(ms)
+        .arg("WRITE")
+        .query::<()>(&mut conn)
+        .unwrap();
+}
+
 fn issue_code(args: &[&str]) -> serde_json::Value {
     let output = Command::new(BIN)
         .arg("issue-code")
@@ -317,22 +341,9 @@ fn sigterm_turns_readiness_off_then_drains_in_flight_redemptions() {
         port,
     );
     assert_eq!(get_status(port, "/readyz"), Some(200));
-    let code = issue_code(&[
-        "--redis-url",
-        &redis.url(),
-        "--client-id",
-        "public-app",
-        "--redirect-uri",
-        "https://client.test/cb",
-    ]);
+    let code = issue_public_code(&redis);
 
-    // EVALSHA may write, so CLIENT PAUSE WRITE holds the take back while
-    // PING (readiness) and new connections go through.
-    let mut conn = redis.client().get_connection().unwrap();
-    redis::cmd("CLIENT")
-        .arg(&["PAUSE", "2500", "WRITE"])
-        .query::<()>(&mut conn)
-        .unwrap();
+    pause_writes(&redis, 2500);
     let in_flight = std::thread::spawn(move || {
         redeem(port, "public-app", &code, Some("https://client.test/cb"))
     });
@@ -978,19 +989,8 @@ fn the_drain_timeout_counts_milliseconds() {
         ("TOKEN_ENDPOINT_DRAIN_TIMEOUT_MS", "1500".into()),
     ]);
     let mut server = start_server(&envs, port);
-    let code = issue_code(&[
-        "--redis-url",
-        &redis.url(),
-        "--client-id",
-        "public-app",
-        "--redirect-uri",
-        "https://client.test/cb",
-    ]);
-    let mut conn = redis.client().get_connection().unwrap();
-    redis::cmd("CLIENT")
-        .arg(&["PAUSE", "8000", "WRITE"])
-        .query::<()>(&mut conn)
-        .unwrap();
+    let code = issue_public_code(&redis);
+    pause_writes(&redis, 8000);
     let _in_flight = std::thread::spawn(move || {
         redeem(port, "public-app", &code, Some("https://client.test/cb"))
     });

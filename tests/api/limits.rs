@@ -234,31 +234,7 @@ async fn connections_beyond_the_cap_wait() {
         s.limits.max_connections = 2;
     })
     .await;
-    let port = port(&app);
-    let livez = b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n";
-    let mut held = vec![];
-    for _ in 0..2 {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        stream.write_all(livez).await.unwrap();
-        let mut buf = [0u8; 256];
-        let n = stream.read(&mut buf).await.unwrap();
-        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
-        held.push(stream);
-    }
-    let mut third = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    third.write_all(livez).await.unwrap();
-    let mut buf = [0u8; 256];
-    let early = tokio::time::timeout(Duration::from_millis(500), third.read(&mut buf)).await;
-    assert!(
-        early.is_err(),
-        "the third connection was served past the cap"
-    );
-    drop(held.pop());
-    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
-        .await
-        .expect("served once a connection closed")
-        .unwrap();
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    two_held_then_a_third_waits(port(&app), "the third connection was served past the cap").await;
 }
 
 /// The cap counts all workers together: with 2 workers and a cap of 3,
@@ -272,7 +248,17 @@ async fn the_connection_cap_counts_all_workers_together() {
         s.limits.max_connections = 3;
     })
     .await;
-    let port = port(&app);
+    two_held_then_a_third_waits(
+        port(&app),
+        "a third connection was served past a cap of 3 over 2 workers",
+    )
+    .await;
+}
+
+/// Two connections to `port` are served and held open; a third is not
+/// served (`past_the_cap` says why that would be wrong) until one of the
+/// two closes.
+async fn two_held_then_a_third_waits(port: u16, past_the_cap: &str) {
     let livez = b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n";
     let mut held = vec![];
     for _ in 0..2 {
@@ -290,10 +276,7 @@ async fn the_connection_cap_counts_all_workers_together() {
     third.write_all(livez).await.unwrap();
     let mut buf = [0u8; 256];
     let early = tokio::time::timeout(Duration::from_millis(500), third.read(&mut buf)).await;
-    assert!(
-        early.is_err(),
-        "a third connection was served past a cap of 3 over 2 workers"
-    );
+    assert!(early.is_err(), "{past_the_cap}");
     drop(held.pop());
     let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
         .await
