@@ -101,11 +101,23 @@ struct IssueCode {
     count: usize,
     #[arg(long, value_enum, default_value_t = Format::Json)]
     format: Format,
-    /// Write straight to this Redis (standalone: not yet a Cluster or through
-    /// Sentinel). Without it, codes are issued through the embedded
+    /// Write straight to this Redis, as the service reads it (with
+    /// --redis-mode). Without it, codes are issued through the embedded
     /// default's POST /dev/codes at --server.
     #[arg(long, env = "TOKEN_ENDPOINT_REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
+    /// How --redis-url is shaped: one server, Cluster seed nodes, or
+    /// sentinels.
+    #[arg(
+        long,
+        env = "TOKEN_ENDPOINT_REDIS_MODE",
+        default_value = "standalone",
+        value_parser = RedisTopology::MODES
+    )]
+    redis_mode: String,
+    /// Behind Sentinel, the master's name.
+    #[arg(long, env = "TOKEN_ENDPOINT_REDIS_SENTINEL_MASTER")]
+    redis_sentinel_master: Option<String>,
     #[arg(
         long,
         env = "TOKEN_ENDPOINT_REDIS_KEY_PREFIX",
@@ -239,7 +251,11 @@ async fn issue_code(args: IssueCode) -> Result<(), CliError> {
             let store = CodeStore::Redis(Box::new(
                 RedisStore::connect(&RedisSettings {
                     url: url.clone().into(),
-                    topology: RedisTopology::Standalone,
+                    topology: RedisTopology::named(
+                        &args.redis_mode,
+                        args.redis_sentinel_master.clone(),
+                    )
+                    .unwrap_or_default(),
                     keys: KeySpace::new(args.key_prefix.clone()),
                     connect_timeout: Duration::from_secs(2),
                     command_timeout: Duration::from_secs(2),

@@ -36,7 +36,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use token_endpoint::store::KeySpace;
+use token_endpoint::store::{KeySpace, RedisTopology};
 
 use crate::plan::{Mix, Target};
 use crate::run::{Mode, Options};
@@ -73,6 +73,18 @@ struct SourceArgs {
     /// `POST /dev/codes`.
     #[arg(long, env = "TOKEN_ENDPOINT_REDIS_URL")]
     redis_url: Option<String>,
+    /// How --redis-url is shaped, as the service reads it: one server,
+    /// Cluster seed nodes, or sentinels.
+    #[arg(
+        long,
+        env = "TOKEN_ENDPOINT_REDIS_MODE",
+        default_value = "standalone",
+        value_parser = RedisTopology::MODES
+    )]
+    redis_mode: String,
+    /// Behind Sentinel, the master's name.
+    #[arg(long, env = "TOKEN_ENDPOINT_REDIS_SENTINEL_MASTER")]
+    redis_sentinel_master: Option<String>,
     /// The service's key prefix.
     #[arg(
         long,
@@ -229,13 +241,15 @@ async fn seed(source: &SourceArgs) -> Result<Vec<Seed>, String> {
     let started = std::time::Instant::now();
     let seeds = match &source.redis_url {
         Some(url) => {
-            seed::into_redis(
-                url,
-                &KeySpace::new(source.key_prefix.clone()),
-                source.codes,
-                &template,
-            )
-            .await?
+            let keys = KeySpace::new(source.key_prefix.clone());
+            match RedisTopology::named(&source.redis_mode, source.redis_sentinel_master.clone())
+                .unwrap_or_default()
+            {
+                RedisTopology::Standalone => {
+                    seed::into_redis(url, &keys, source.codes, &template).await?
+                }
+                topology => seed::into_store(url, topology, &keys, source.codes, &template).await?,
+            }
         }
         None => {
             let (addr, host) = resolve(&source.target).await?;

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use token_endpoint::contract::frontend::{prepare, Grant};
-use token_endpoint::store::KeySpace;
+use token_endpoint::store::{CodeStore, KeySpace, RedisSettings, RedisStore, RedisTopology};
 
 use crate::http1::{self, Connection};
 
@@ -112,6 +112,50 @@ pub async fn into_redis(
             .map_err(|e| format!("seeding Redis failed: {e}"))?;
         if answers.iter().any(|a| a.as_deref() != Some("OK")) {
             return Err("a seeded code already existed in Redis (SET NX refused)".into());
+        }
+    }
+    Ok(seeds)
+}
+
+/// Write `count` codes into a Redis Cluster, or a master behind Sentinel,
+/// through the service's own store (the same routing as a redemption's),
+/// [`IN_FLIGHT`] writes at a time.
+pub async fn into_store(
+    url: &str,
+    topology: RedisTopology,
+    keys: &KeySpace,
+    count: usize,
+    template: &GrantTemplate,
+) -> Result<Vec<Seed>, String> {
+    const IN_FLIGHT: usize = 256;
+    let store = RedisStore::connect(&RedisSettings {
+        url: url.to_owned().into(),
+        topology,
+        keys: keys.clone(),
+        connect_timeout: Duration::from_secs(2),
+        command_timeout: Duration::from_secs(2),
+        replica_acks: 0,
+    })
+    .await
+    .map_err(|e| format!("--redis-url: {e}"))?;
+    let store = std::sync::Arc::new(CodeStore::Redis(Box::new(store)));
+    let grant = template.grant();
+    let ttl = template.ttl;
+    let mut seeds = Vec::with_capacity(count);
+    while seeds.len() < count {
+        let mut writes = tokio::task::JoinSet::new();
+        for _ in 0..IN_FLIGHT.min(count - seeds.len()) {
+            let store = store.clone();
+            let grant = grant.clone();
+            writes.spawn(async move {
+                token_endpoint::contract::frontend::issue_code(&store, grant, ttl).await
+            });
+        }
+        while let Some(written) = writes.join_next().await {
+            let issued = written
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("seeding Redis failed: {e}"))?;
+            seeds.push(template.seed(issued.code, issued.verifier));
         }
     }
     Ok(seeds)

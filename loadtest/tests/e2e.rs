@@ -15,7 +15,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use token_endpoint_test_support::{spawn_app, Backend, TestApp};
+use token_endpoint_test_support::{
+    spawn_app, spawn_app_on, AppFiles, Backend, RedisCluster, TestApp,
+};
 
 const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
 
@@ -221,4 +223,52 @@ async fn the_seed_file_is_what_the_k6_scripts_send() {
             assert!(answer.body["id_token"].is_string());
         }
     }
+}
+
+/// `loadgen seed --redis-mode cluster` writes each code to the master of
+/// its slot, and a run from that seed file redeems every code exactly once.
+#[tokio::test]
+async fn a_cluster_is_seeded_and_every_code_redeems_once() {
+    let cluster = RedisCluster::start();
+    let app = spawn_app_on(None, std::sync::Arc::new(AppFiles::new()), cluster.tweak()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let codes = dir.path().join("codes.ndjson");
+    let seeded = loadgen(args(&[
+        "seed",
+        "--redis-url",
+        &cluster.urls(),
+        "--redis-mode",
+        "cluster",
+        "--client-id",
+        "public-app",
+        "--codes",
+        "300",
+        "--out",
+        codes.to_str().expect("utf-8 path"),
+    ]))
+    .await;
+    assert!(
+        seeded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&seeded.stderr)
+    );
+    let output = loadgen(args(&[
+        "run",
+        "--target",
+        &app.address,
+        "--codes-file",
+        codes.to_str().expect("utf-8 path"),
+        "--connections",
+        "8",
+        "--quiet",
+    ]))
+    .await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("exactly once    PASS"), "{stdout}");
+    assert_eq!(app.requests("success", "issued").await, 300.0);
 }

@@ -404,18 +404,14 @@ impl Settings {
             }
             return Ok(StoreSettings::Embedded);
         };
-        let topology = match vars.choice(
-            "TOKEN_ENDPOINT_REDIS_MODE",
-            &["standalone", "cluster", "sentinel"],
-        )? {
-            None | Some("standalone") => RedisTopology::Standalone,
-            Some("cluster") => RedisTopology::Cluster,
-            Some(_) => RedisTopology::Sentinel {
-                master: vars
-                    .get("TOKEN_ENDPOINT_REDIS_SENTINEL_MASTER")?
-                    .unwrap_or_else(|| "mymaster".into()),
-            },
+        let mode = vars
+            .choice("TOKEN_ENDPOINT_REDIS_MODE", &RedisTopology::MODES)?
+            .unwrap_or("standalone");
+        let master = match mode {
+            "sentinel" => vars.get("TOKEN_ENDPOINT_REDIS_SENTINEL_MASTER")?,
+            _ => None,
         };
+        let topology = RedisTopology::named(mode, master).unwrap_or_default();
         if !matches!(topology, RedisTopology::Sentinel { .. })
             && vars.is_set("TOKEN_ENDPOINT_REDIS_SENTINEL_MASTER")?
         {

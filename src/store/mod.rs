@@ -10,12 +10,14 @@
 //! - A take of a code that was already taken answers [`TakeOutcome::Replayed`]
 //!   with the grant it produced, not [`TakeOutcome::Unknown`].
 
+mod cluster;
 mod keys;
 mod memory;
 mod redis;
 
 use std::time::Duration;
 
+pub use self::cluster::slot_of as cluster_slot;
 pub use self::keys::KeySpace;
 pub use self::memory::MemoryStore;
 pub use self::redis::{ConnectionMetrics, RedisSettings, RedisStore, RedisTopology};

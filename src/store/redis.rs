@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::ClusterClient;
-use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelServerType};
 use redis::{AsyncCommands, RedisFuture, Script, SetExpiry, SetOptions, Value};
 
+use super::cluster::{ClusterRouter, ClusterSettings};
 use super::{GrantMarker, KeySpace, StoreError, TakeOutcome, TakeRequest};
 use crate::contract::record::{check, BadRecord, CodeRecord, Mismatch, Presented};
 
@@ -31,6 +30,24 @@ pub enum RedisTopology {
     /// answers READONLY or not at all; the connection is then dropped and
     /// the next command asks the sentinels again.
     Sentinel { master: String },
+}
+
+impl RedisTopology {
+    /// The modes `TOKEN_ENDPOINT_REDIS_MODE` takes.
+    pub const MODES: [&'static str; 3] = ["standalone", "cluster", "sentinel"];
+
+    /// The topology of a mode of [`Self::MODES`]; behind Sentinel, the
+    /// master's name (`mymaster` if none).
+    pub fn named(mode: &str, sentinel_master: Option<String>) -> Option<Self> {
+        match mode {
+            "standalone" => Some(Self::Standalone),
+            "cluster" => Some(Self::Cluster),
+            "sentinel" => Some(Self::Sentinel {
+                master: sentinel_master.unwrap_or_else(|| "mymaster".into()),
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// How to reach Redis and how long to wait for it.
@@ -131,11 +148,7 @@ impl RedisStore {
                 manager_config.clone(),
             ),
             RedisTopology::Cluster => Client::Cluster(
-                ClusterClient::builder(url.split(',').map(str::trim))
-                    .connection_timeout(settings.connect_timeout)
-                    .response_timeout(settings.command_timeout)
-                    .retries(1)
-                    .build()
+                ClusterSettings::new(url, settings.connect_timeout, settings.command_timeout)
                     .map_err(invalid)?,
             ),
             RedisTopology::Sentinel { master } => Client::Sentinel(
@@ -331,10 +344,8 @@ impl RedisStore {
         let acked: i64 = match conn {
             Conn::Single(c) => self.bounded(wait.query_async(c)).await?,
             Conn::Cluster(c) => {
-                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-                let node = Route::with_key(self.keys.code(code), SlotAddr::Master);
-                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(node));
-                let value = self.bounded(c.route_command(wait, routing)).await?;
+                let key = self.keys.code(code);
+                let value = self.bounded(c.on_master_of(key.as_bytes(), &wait)).await?;
                 redis::from_redis_value(value).map_err(|e| {
                     StoreError::Unavailable(format!("WAIT answered something unexpected: {e}"))
                 })?
@@ -432,7 +443,7 @@ impl RedisStore {
 #[derive(Clone)]
 enum Client {
     Single(redis::Client, ConnectionManagerConfig),
-    Cluster(ClusterClient),
+    Cluster(ClusterSettings),
     /// Shared by the workers: it only answers "who is the master now".
     Sentinel(
         Arc<tokio::sync::Mutex<SentinelClient>>,
@@ -446,7 +457,7 @@ impl Client {
             Self::Single(client, config) => Conn::Single(
                 ConnectionManager::new_with_config(client.clone(), config.clone()).await?,
             ),
-            Self::Cluster(client) => Conn::Cluster(client.get_async_connection().await?),
+            Self::Cluster(settings) => Conn::Cluster(ClusterRouter::connect(settings).await?),
             Self::Sentinel(sentinel, config) => {
                 let master = sentinel.lock().await.async_get_client().await?;
                 Conn::Single(ConnectionManager::new_with_config(master, config.clone()).await?)
@@ -456,12 +467,12 @@ impl Client {
 }
 
 /// A worker's connection: multiplexed and self-healing either way (the
-/// manager reconnects; the cluster connection refreshes its slot map and
-/// reconnects to the nodes it routes to).
+/// manager reconnects; the cluster router keeps one connection per node and
+/// refreshes its slot map, [`super::cluster`]).
 #[derive(Clone)]
 enum Conn {
     Single(ConnectionManager),
-    Cluster(ClusterConnection),
+    Cluster(ClusterRouter),
 }
 
 impl ConnectionLike for Conn {

@@ -57,3 +57,70 @@ async fn redemption_replay_and_refusal_on_a_cluster() {
         .count();
     assert!(holding >= 2, "used markers on only {holding} of 3 masters");
 }
+
+/// `issue-code --redis-mode cluster` writes each code to the master of its
+/// slot, as the login frontend would, and every code redeems once.
+#[tokio::test]
+async fn issue_code_writes_to_a_cluster() {
+    let cluster = RedisCluster::start();
+    let app = spawn_app_on(None, Arc::new(AppFiles::new()), cluster.tweak()).await;
+    let urls = cluster.urls();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_token-endpoint"))
+            .args([
+                "issue-code",
+                "--redis-url",
+                &urls,
+                "--redis-mode",
+                "cluster",
+            ])
+            .args([
+                "--client-id",
+                "public-app",
+                "--redirect-uri",
+                "https://client.test/cb",
+            ])
+            .args(["--count", "30"])
+            .env_remove("TOKEN_ENDPOINT_REDIS_URL")
+            .output()
+            .expect("run issue-code")
+    })
+    .await
+    .expect("issue-code task");
+    assert!(
+        output.status.success(),
+        "issue-code failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines = String::from_utf8(output.stdout).expect("UTF-8");
+    let mut redeemed = 0;
+    for line in lines.lines() {
+        let seed: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        let form = [
+            ("grant_type", "authorization_code".to_owned()),
+            ("client_id", "public-app".to_owned()),
+            ("redirect_uri", "https://client.test/cb".to_owned()),
+            ("code", seed["code"].as_str().expect("code").to_owned()),
+            (
+                "code_verifier",
+                seed["code_verifier"].as_str().expect("verifier").to_owned(),
+            ),
+        ];
+        let answer = app.post_form(&form).await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        redeemed += 1;
+    }
+    assert_eq!(redeemed, 30);
+    let holding = cluster
+        .nodes
+        .iter()
+        .filter(|node| {
+            let mut conn = node.client().get_connection().expect("node");
+            redis::cmd("DBSIZE")
+                .query::<u64>(&mut conn)
+                .expect("DBSIZE")
+                > 0
+        })
+        .count();
+    assert!(holding >= 2, "codes on only {holding} of 3 masters");
+}

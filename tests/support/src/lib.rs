@@ -156,6 +156,13 @@ impl RedisServer {
             .is_some_and(|info| info.contains("role:slave"))
     }
 
+    /// A replica whose link to its master is up.
+    pub fn is_synced_replica(&self) -> bool {
+        self.info("replication").is_some_and(|info| {
+            info.contains("role:slave") && info.contains("master_link_status:up")
+        })
+    }
+
     /// A write to this master reaches a replica within 100 ms (`WAIT`).
     /// "Link up" on the replica is not enough: after a diskless sync the
     /// master holds the stream back until the replica's first
@@ -177,8 +184,13 @@ impl RedisServer {
     }
 
     fn info(&self, section: &str) -> Option<String> {
+        self.info_of("INFO", section)
+    }
+
+    /// A command's text answer, `None` if the server cannot give it.
+    fn info_of(&self, command: &str, arg: &str) -> Option<String> {
         let mut conn = self.client().get_connection().ok()?;
-        redis::cmd("INFO").arg(section).query(&mut conn).ok()
+        redis::cmd(command).arg(arg).query(&mut conn).ok()
     }
 
     /// Kill the server (SIGKILL): the outage tests use this.
@@ -262,9 +274,9 @@ pub const BASIC_SECRET: &str = "basic-secret-0123456789";
 pub const POST_SECRET: &str = "post-secret-0123456789";
 pub const ISSUER: &str = "https://id.test";
 
-/// A Redis Cluster of three masters (no replicas), each a real
-/// `redis-server` on free ports, with the slots spread by `redis-cli
-/// --cluster create`. Killed when dropped.
+/// A Redis Cluster of three masters, each a real `redis-server` on free
+/// ports, with the slots spread by `redis-cli --cluster create`, and
+/// optionally replicas (`nodes[3..]`). Killed when dropped.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
 }
@@ -274,9 +286,15 @@ impl RedisCluster {
         Self::start_with(&[])
     }
 
-    /// A cluster whose nodes also take `extra` arguments.
+    /// Three masters whose nodes also take `extra` arguments.
     pub fn start_with(extra: &[&str]) -> Self {
-        let nodes: Vec<RedisServer> = (0..3)
+        Self::start_with_replicas(0, extra)
+    }
+
+    /// Three masters with `replicas` replicas each (`nodes[0..3]` are the
+    /// masters), every node taking `extra` arguments as well.
+    pub fn start_with_replicas(replicas: usize, extra: &[&str]) -> Self {
+        let nodes: Vec<RedisServer> = (0..3 * (1 + replicas))
             .map(|_| {
                 let mut args: Vec<String> = vec![
                     "--cluster-enabled".into(),
@@ -300,7 +318,7 @@ impl RedisCluster {
             .arg("--cluster")
             .arg("create")
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("run redis-cli --cluster create (Debian: redis-tools)");
         assert!(
@@ -309,15 +327,63 @@ impl RedisCluster {
             String::from_utf8_lossy(&output.stdout)
         );
         let cluster = Self { nodes };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !cluster.is_ok() {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cluster.is_ok() || !cluster.replicas_synced(replicas) {
             assert!(
                 Instant::now() < deadline,
-                "the cluster did not reach state ok"
+                "the cluster did not reach state ok with its replicas in sync"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
         cluster
+    }
+
+    /// Each master has `replicas` replicas online (`INFO replication`).
+    fn replicas_synced(&self, replicas: usize) -> bool {
+        replicas == 0
+            || self.nodes.iter().take(3).all(|master| {
+                master.info("replication").is_some_and(|info| {
+                    info.contains(&format!("connected_slaves:{replicas}"))
+                        && info.matches("state=online").count() == replicas
+                })
+            })
+    }
+
+    /// `nodes[index]` says `cluster_state:ok`: a restarted master takes
+    /// writes again only then.
+    pub fn node_is_ok(&self, index: usize) -> bool {
+        self.nodes[index]
+            .info_of("CLUSTER", "INFO")
+            .is_some_and(|info| info.contains("cluster_state:ok"))
+    }
+
+    /// The slot ranges `CLUSTER SLOTS` says the node listening on `port`
+    /// serves as a master, asked of any node that answers.
+    pub fn slots_of(&self, port: u16) -> Vec<(u16, u16)> {
+        for node in &self.nodes {
+            let Ok(mut conn) = node.client().get_connection() else {
+                continue;
+            };
+            let Ok(ranges) = redis::cmd("CLUSTER")
+                .arg("SLOTS")
+                .query::<Vec<Vec<redis::Value>>>(&mut conn)
+            else {
+                continue;
+            };
+            let int = |v: &redis::Value| match v {
+                redis::Value::Int(i) => *i,
+                other => panic!("CLUSTER SLOTS: {other:?} is not a number"),
+            };
+            return ranges
+                .iter()
+                .filter(|range| match &range[2] {
+                    redis::Value::Array(master) => int(&master[1]) == i64::from(port),
+                    _ => false,
+                })
+                .map(|range| (int(&range[0]) as u16, int(&range[1]) as u16))
+                .collect();
+        }
+        panic!("no node answered CLUSTER SLOTS")
     }
 
     /// Every node says `cluster_state:ok`.
