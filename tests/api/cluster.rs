@@ -124,3 +124,44 @@ async fn issue_code_writes_to_a_cluster() {
         .count();
     assert!(holding >= 2, "codes on only {holding} of 3 masters");
 }
+
+/// A slot given to another master after the service learned the map: the
+/// old owner answers `MOVED`, and the service follows it (writing the code,
+/// then redeeming it) instead of failing the request.
+#[tokio::test]
+async fn a_moved_slot_is_followed() {
+    let cluster = RedisCluster::start();
+    let app = spawn_app_on(None, Arc::new(AppFiles::new()), cluster.tweak()).await;
+    // Every worker learns the map before the slot moves.
+    for _ in 0..8 {
+        let issued = app.issue(grant("public-app")).await;
+        let answer = app.post_form(&TestApp::form(&issued, "public-app")).await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+    }
+    let (issued, record) = token_endpoint::contract::frontend::prepare(grant("public-app"));
+    let slot = token_endpoint::store::cluster_slot(format!("{{{}}}", issued.code).as_bytes());
+    let owner = (0..3)
+        .find(|&n| {
+            cluster
+                .slots_of(cluster.nodes[n].port)
+                .iter()
+                .any(|(start, end)| (*start..=*end).contains(&slot))
+        })
+        .expect("an owner");
+    let heir = (owner + 1) % 3;
+    cluster.move_empty_slot(slot, owner, heir);
+    app.insert_raw(
+        &issued.code,
+        &record.to_json(),
+        std::time::Duration::from_secs(60),
+    )
+    .await;
+    let answer = app.post_form(&TestApp::form(&issued, "public-app")).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let mut conn = cluster.nodes[heir].client().get_connection().expect("node");
+    let used: bool = redis::cmd("EXISTS")
+        .arg(format!("oauth:used:{{{}}}", issued.code))
+        .query(&mut conn)
+        .expect("EXISTS");
+    assert!(used, "the take ran on the slot's new master");
+}

@@ -357,6 +357,34 @@ impl RedisCluster {
             .is_some_and(|info| info.contains("cluster_state:ok"))
     }
 
+    /// Give the empty `slot` of `nodes[from]` to `nodes[to]`, telling every
+    /// master at once (`CLUSTER SETSLOT ... NODE`), as a resharding does
+    /// once the slot's keys have moved.
+    pub fn move_empty_slot(&self, slot: u16, from: usize, to: usize) {
+        let id = |node: &RedisServer| -> String {
+            let mut conn = node.client().get_connection().expect("node");
+            redis::cmd("CLUSTER")
+                .arg("MYID")
+                .query(&mut conn)
+                .expect("CLUSTER MYID")
+        };
+        let (source, target) = (id(&self.nodes[from]), id(&self.nodes[to]));
+        let setslot = |node: &RedisServer, args: &[&str]| {
+            let mut conn = node.client().get_connection().expect("node");
+            redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg(args)
+                .query::<()>(&mut conn)
+                .expect("CLUSTER SETSLOT");
+        };
+        setslot(&self.nodes[to], &["IMPORTING", &source]);
+        setslot(&self.nodes[from], &["MIGRATING", &target]);
+        for node in self.nodes.iter().take(3) {
+            setslot(node, &["NODE", &target]);
+        }
+    }
+
     /// The slot ranges `CLUSTER SLOTS` says the node listening on `port`
     /// serves as a master, asked of any node that answers.
     pub fn slots_of(&self, port: u16) -> Vec<(u16, u16)> {
