@@ -457,6 +457,8 @@ impl RedisCluster {
 pub struct RedisSentinelGroup {
     pub master: RedisServer,
     pub replica: RedisServer,
+    /// Replicas beyond the first.
+    pub more_replicas: Vec<RedisServer>,
     sentinels: Vec<(Child, u16)>,
     _dir: tempfile::TempDir,
 }
@@ -465,13 +467,22 @@ pub const SENTINEL_MASTER: &str = "mymaster";
 
 impl RedisSentinelGroup {
     pub fn start() -> Self {
+        Self::start_with_replicas(1)
+    }
+
+    /// A master with `replicas` replicas (at least one), watched by three
+    /// sentinels. Every replica must hold a write (`min-replicas-to-write`
+    /// and the app's `REPLICA_ACKS` both equal `replicas`): with fewer, a
+    /// failover can redeem a code twice (docs/configuration.md).
+    pub fn start_with_replicas(replicas: usize) -> Self {
+        let min_replicas = replicas.max(1).to_string();
         // As docs/configuration.md asks of a Sentinel deployment: a master with no
         // replica refuses writes, so a take that could not be replicated
         // never consumes its code. And sync a new replica at once, not
         // after the default 5 s wait for more replicas.
         let settings = [
             "--min-replicas-to-write",
-            "1",
+            &min_replicas,
             "--min-replicas-max-lag",
             "10",
             "--repl-diskless-sync-delay",
@@ -485,7 +496,10 @@ impl RedisSentinelGroup {
             "127.0.0.1".into(),
             master.port.to_string(),
         ]);
-        let replica = RedisServer::start_with(replica_settings);
+        let replica = RedisServer::start_with(replica_settings.clone());
+        let more_replicas = (1..replicas)
+            .map(|_| RedisServer::start_with(replica_settings.clone()))
+            .collect();
         let dir = tempfile::tempdir().expect("temp dir");
         let sentinels = (0..3)
             .map(|i| {
@@ -517,6 +531,7 @@ impl RedisSentinelGroup {
         let group = Self {
             master,
             replica,
+            more_replicas,
             sentinels,
             _dir: dir,
         };
@@ -555,7 +570,7 @@ impl RedisSentinelGroup {
             redis::cmd("SENTINEL")
                 .arg(&["REPLICAS", SENTINEL_MASTER])
                 .query::<Vec<redis::Value>>(&mut conn)
-                .is_ok_and(|replicas| !replicas.is_empty())
+                .is_ok_and(|replicas| replicas.len() > self.more_replicas.len())
         })
     }
 
@@ -584,6 +599,7 @@ impl RedisSentinelGroup {
             .map(|(_, port)| format!("redis://127.0.0.1:{port}"))
             .collect::<Vec<_>>()
             .join(",");
+        let replica_acks = 1 + self.more_replicas.len() as u32;
         move |settings: &mut Settings| {
             settings.store = StoreSettings::Redis {
                 url: urls.into(),
@@ -593,8 +609,9 @@ impl RedisSentinelGroup {
                 keys: KeySpace::default(),
                 connect_timeout: Duration::from_millis(1000),
                 command_timeout: Duration::from_millis(1000),
-                // The production default behind Sentinel.
-                replica_acks: 1,
+                // Every replica (1, the production default behind Sentinel,
+                // for one).
+                replica_acks,
             }
         }
     }
