@@ -596,32 +596,15 @@ async fn cluster_master_killed_mid_load_then_restarted() {
             let cluster = cluster.clone();
             async move {
                 progress.reached(CODES / 4).await;
-                let c = cluster.clone();
-                tokio::task::spawn_blocking(move || c.lock().unwrap().nodes[0].kill())
-                    .await
-                    .unwrap();
+                on_cluster(&cluster, |c| c.nodes[0].kill()).await;
                 let killed = start.elapsed();
                 tokio::time::sleep(outage).await;
-                let c = cluster.clone();
-                tokio::task::spawn_blocking(move || c.lock().unwrap().nodes[0].restart())
-                    .await
-                    .unwrap();
+                on_cluster(&cluster, |c| c.nodes[0].restart()).await;
                 let answering = start.elapsed();
                 // Redis accepts writes on a restarted master only once its
                 // cluster state is ok again, about 2 s later
                 // (CLUSTER_WRITABLE_DELAY); until then it answers CLUSTERDOWN.
-                let deadline = Instant::now() + Duration::from_secs(20);
-                loop {
-                    assert!(Instant::now() < deadline, "the restarted node never got ok");
-                    let c = cluster.clone();
-                    let ok = tokio::task::spawn_blocking(move || c.lock().unwrap().node_is_ok(0))
-                        .await
-                        .unwrap();
-                    if ok {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
+                until(&cluster, "the restarted node got ok", |c| c.node_is_ok(0)).await;
                 vec![
                     ("killed", killed),
                     ("answering", answering),
@@ -742,43 +725,18 @@ async fn cluster_failover_with_replicas(acks: u32) -> Figures {
             let cluster = cluster.clone();
             async move {
                 progress.reached(CODES / 4).await;
-                let c = cluster.clone();
-                tokio::task::spawn_blocking(move || c.lock().unwrap().nodes[0].kill())
-                    .await
-                    .unwrap();
+                on_cluster(&cluster, |c| c.nodes[0].kill()).await;
                 let killed = start.elapsed();
-                let deadline = Instant::now() + Duration::from_secs(30);
-                loop {
-                    assert!(Instant::now() < deadline, "no replica was promoted");
-                    let c = cluster.clone();
-                    let served_by_dead = tokio::task::spawn_blocking(move || {
-                        !c.lock().unwrap().slots_of(dead_port).is_empty()
-                    })
-                    .await
-                    .unwrap();
-                    if !served_by_dead {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+                until(&cluster, "a replica was promoted", move |c| {
+                    c.slots_of(dead_port).is_empty()
+                })
+                .await;
                 let promoted = start.elapsed();
-                let c = cluster.clone();
-                tokio::task::spawn_blocking(move || c.lock().unwrap().nodes[0].restart())
-                    .await
-                    .unwrap();
-                loop {
-                    assert!(Instant::now() < deadline, "the killed node did not rejoin");
-                    let c = cluster.clone();
-                    let synced = tokio::task::spawn_blocking(move || {
-                        c.lock().unwrap().nodes[0].is_synced_replica()
-                    })
-                    .await
-                    .unwrap();
-                    if synced {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+                on_cluster(&cluster, |c| c.nodes[0].restart()).await;
+                until(&cluster, "the killed node rejoined", |c| {
+                    c.nodes[0].is_synced_replica()
+                })
+                .await;
                 vec![
                     ("killed", killed),
                     ("promoted", promoted),
@@ -815,6 +773,35 @@ async fn cluster_failover_with_replicas(acks: u32) -> Figures {
         ),
     );
     figures
+}
+
+/// `f` on the cluster, off the async runtime (it blocks).
+async fn on_cluster<T: Send + 'static>(
+    cluster: &Arc<Mutex<RedisCluster>>,
+    f: impl FnOnce(&mut RedisCluster) -> T + Send + 'static,
+) -> T {
+    let cluster = cluster.clone();
+    tokio::task::spawn_blocking(move || f(&mut cluster.lock().unwrap()))
+        .await
+        .unwrap()
+}
+
+/// Wait, polling every 20 ms, until `check` holds; fail after 30 s, saying
+/// `what` did not happen.
+async fn until(
+    cluster: &Arc<Mutex<RedisCluster>>,
+    what: &str,
+    check: impl Fn(&RedisCluster) -> bool + Clone + Send + 'static,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let check = check.clone();
+        if on_cluster(cluster, move |c| check(c)).await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Per code, whether its slot is served by `cluster.nodes[node]`.

@@ -385,6 +385,21 @@ impl RedisCluster {
         }
     }
 
+    /// How many nodes hold at least one key (`DBSIZE`): whether codes
+    /// really spread over the masters.
+    pub fn nodes_holding_keys(&self) -> usize {
+        self.nodes
+            .iter()
+            .filter(|node| {
+                let mut conn = node.client().get_connection().expect("node");
+                redis::cmd("DBSIZE")
+                    .query::<u64>(&mut conn)
+                    .expect("DBSIZE")
+                    > 0
+            })
+            .count()
+    }
+
     /// The slot ranges `CLUSTER SLOTS` says the node listening on `port`
     /// serves as a master, asked of any node that answers.
     pub fn slots_of(&self, port: u16) -> Vec<(u16, u16)> {
