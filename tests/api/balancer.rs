@@ -42,10 +42,6 @@ const ANSWER_BOUND: Duration = Duration::from_secs(5);
 /// far above what a loaded 2-vCPU machine adds (failures came in
 /// milliseconds in every run).
 const PROMPT: Duration = Duration::from_secs(3);
-/// Each test runs three replicas, HAProxy and 16 clients flat out: one at a
-/// time, so none starves another's health checks and the figures mean
-/// something.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A replica: the binary on a port of its own, sharing Redis, the client
 /// registry and the signing keys with the others, as in compose.yaml.
@@ -676,7 +672,7 @@ const IDLE_CONNECTION_SLACK: Duration = Duration::from_millis(500);
 /// no code is redeemed twice; every token verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_one_replica_fails_only_its_requests_in_flight() {
-    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let _one_at_a_time = ONE_LOAD_AT_A_TIME.lock().await;
     let mut stack = Stack::start(&[]).await;
     let codes = seed(&stack.redis, KILL_CODES).await;
     let url = stack.haproxy.url("/oauth/token");
@@ -797,7 +793,7 @@ const TERM_CODES: usize = 40_000;
 /// worst): the pairing deploy/ relies on, not a delay tuned for the test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_of_one_replica_under_load_fails_nothing() {
-    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let _one_at_a_time = ONE_LOAD_AT_A_TIME.lock().await;
     let mut stack = Stack::start(&[]).await;
     let codes = seed(&stack.redis, TERM_CODES).await;
     let url = stack.haproxy.url("/oauth/token");
@@ -888,7 +884,7 @@ async fn sigterm_of_one_replica_under_load_fails_nothing() {
 async fn haproxy_answers_for_itself_as_the_service_does() {
     // The take waits on Redis below: long enough to kill the replicas
     // under it, instead of the default 250 ms and a 503 of the service's.
-    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let _one_at_a_time = ONE_LOAD_AT_A_TIME.lock().await;
     let mut stack = Stack::start(&[("TOKEN_ENDPOINT_REDIS_COMMAND_TIMEOUT_MS", "5000")]).await;
     let codes = seed(&stack.redis, 3).await;
     let url = stack.haproxy.url("/oauth/token");

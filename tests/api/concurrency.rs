@@ -8,9 +8,6 @@ use crate::helpers::*;
 
 const CODES: usize = 1000;
 
-/// The two properties below each saturate both cores; running them one at a
-/// time keeps either from starving the other's connections.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const ATTEMPTS_PER_CODE: usize = 8;
 
 /// Redeem every code `ATTEMPTS_PER_CODE` times at once, spread over `apps`;
@@ -95,7 +92,7 @@ where
 /// `invalid_grant`, and 7,000 replays counted across the instances.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_code_redeems_exactly_once_across_three_replicas() {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    let _turn = ONE_LOAD_AT_A_TIME.lock().await;
     let first = spawn_app(Backend::Redis).await;
     let mut apps = vec![];
     for _ in 0..2 {
@@ -113,14 +110,14 @@ async fn each_code_redeems_exactly_once_across_three_replicas() {
 /// The same property on the embedded store (one process by design).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_code_redeems_exactly_once_on_the_embedded_store() {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    let _turn = ONE_LOAD_AT_A_TIME.lock().await;
     assert_each_code_redeems_once(&[spawn_app(Backend::Embedded).await]).await;
 }
 
 /// The same property on a three-master Redis Cluster, three app instances.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_code_redeems_exactly_once_on_a_cluster() {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    let _turn = ONE_LOAD_AT_A_TIME.lock().await;
     let cluster = RedisCluster::start();
     assert_each_code_redeems_once(&three_apps(|| cluster.tweak()).await).await;
 }
@@ -128,7 +125,7 @@ async fn each_code_redeems_exactly_once_on_a_cluster() {
 /// The same property through Redis Sentinel, three app instances.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_code_redeems_exactly_once_through_sentinel() {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    let _turn = ONE_LOAD_AT_A_TIME.lock().await;
     let group = RedisSentinelGroup::start();
     assert_each_code_redeems_once(&three_apps(|| group.tweak()).await).await;
 }

@@ -102,6 +102,7 @@ where
     F: FnOnce(Instant, Progress) -> Fut,
     Fut: Future<Output = Marks>,
 {
+    let _turn = ONE_LOAD_AT_A_TIME.lock().await;
     let schedule: Vec<usize> = (0..codes.len() + REPLAY_LAG)
         .flat_map(|i| {
             let first = (i < codes.len()).then_some(i);
