@@ -169,6 +169,8 @@ fn redis_bench(server: &RedisServer) -> Bench {
         // stall must slow the bench down, not abort it.
         command_timeout: Duration::from_secs(5),
         replica_acks: 0,
+        password: None,
+        tls: Default::default(),
     };
     let store = runtime
         .block_on(RedisStore::connect(&settings))

@@ -42,6 +42,7 @@ pub mod pkce;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod tokens;
 
 /// Seconds since the Unix epoch: the clock of `iat`, `exp` and every TTL

@@ -196,9 +196,14 @@ enum CliError {
 fn serve() -> Result<(), CliError> {
     let settings = Settings::from_env()?;
     telemetry::init(&settings.log_filter, settings.log_format);
+    let scheme = if settings.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings).await?;
-        tracing::info!(port = app.port(), "listening");
+        tracing::info!(port = app.port(), scheme, "listening");
         app.run_until_stopped().await.map_err(CliError::Serve)
     })
 }
@@ -260,6 +265,8 @@ async fn issue_code(args: IssueCode) -> Result<(), CliError> {
                     connect_timeout: Duration::from_secs(2),
                     command_timeout: Duration::from_secs(2),
                     replica_acks: 0,
+                    password: None,
+                    tls: Default::default(),
                 })
                 .await
                 .map_err(CliError::Redis)?,

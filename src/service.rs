@@ -6,15 +6,115 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clients::ClientRegistry;
-use crate::config::{ConfigError, DevEndpoints, Settings, StoreSettings};
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
+
+use crate::config::{ConfigError, DevEndpoints, RedisFiles, Settings, StoreSettings};
 use crate::grant::abuse::AuthFailureLimiter;
 use crate::grant::Redeemer;
 use crate::metrics::Metrics;
-use crate::store::{CodeStore, MemoryStore, RedisSettings, RedisStore, StoreError};
+use crate::store::{CodeStore, MemoryStore, RedisSettings, RedisStore, RedisTls, StoreError};
+use crate::tls::{self, ClientIdentity};
 use crate::tokens::keys::{
     alg_name, is_private_key_file, verification_key_from_pem_file, SigningKey,
 };
 use crate::tokens::{ring_provider, TokenMinter};
+
+/// The Redis password and TLS material, read from their files and checked.
+fn redis_access(files: &RedisFiles) -> Result<(Option<SecretString>, RedisTls), ConfigError> {
+    let password = match &files.password {
+        None => None,
+        Some(path) => {
+            const SETTING: &str = "TOKEN_ENDPOINT_REDIS_PASSWORD_FILE";
+            let bytes = SecretSlice::from(tls::read(SETTING, path)?);
+            let text = std::str::from_utf8(bytes.expose_secret()).map_err(|_| {
+                ConfigError::new(SETTING, format!("{} is not UTF-8", path.display()))
+            })?;
+            // One trailing newline is the file's, not the password's
+            // (`echo secret > file`, a Secret written by hand).
+            let password = text
+                .strip_suffix('\n')
+                .map(|t| t.strip_suffix('\r').unwrap_or(t))
+                .unwrap_or(text);
+            if password.is_empty() {
+                return Err(ConfigError::new(
+                    SETTING,
+                    format!("{} is empty", path.display()),
+                ));
+            }
+            Some(SecretString::from(password))
+        }
+    };
+    let mut material = RedisTls::default();
+    if let Some(path) = &files.ca {
+        const SETTING: &str = "TOKEN_ENDPOINT_REDIS_TLS_CA_FILE";
+        let pem = tls::read(SETTING, path)?;
+        tls::certificates(SETTING, path, &pem)?;
+        material.ca = Some(pem);
+    }
+    if let Some(client) = &files.client {
+        let cert = ("TOKEN_ENDPOINT_REDIS_TLS_CERT_FILE", client.cert.as_path());
+        let key = ("TOKEN_ENDPOINT_REDIS_TLS_KEY_FILE", client.key.as_path());
+        // Read and checked as a pair here, so that a bad file is named
+        // rather than reported as a failed handshake.
+        tls::certified_key(cert, key)?;
+        material.client = Some(ClientIdentity {
+            cert: tls::read(cert.0, cert.1)?,
+            key: Arc::new(SecretSlice::from(tls::read(key.0, key.1)?)),
+        });
+    }
+    Ok((password, material))
+}
+
+/// The setting to blame for a Redis that does not work for the service,
+/// from what failed: the TLS handshake's verdict on either side, the
+/// password, or else the URL (unreachable, a missing ACL permission).
+fn redis_blame(e: StoreError, files: &RedisFiles) -> ConfigError {
+    let why = e.to_string();
+    let has = |needles: &[&str]| needles.iter().any(|n| why.contains(n));
+    let (setting, hint) = if let StoreError::UnknownSentinelMaster(_) = e {
+        (
+            "TOKEN_ENDPOINT_REDIS_SENTINEL_MASTER",
+            "the sentinels of TOKEN_ENDPOINT_REDIS_URL know no such master",
+        )
+    } else if has(&["UnknownIssuer", "BadSignature", "UnknownCA"]) {
+        (
+            "TOKEN_ENDPOINT_REDIS_TLS_CA_FILE",
+            "the server's certificate is not signed by a CA this setting (or, unset, the system) trusts",
+        )
+    } else if has(&["NotValidForName", "not valid for name"]) {
+        (
+            "TOKEN_ENDPOINT_REDIS_URL",
+            "names a host the server's certificate is not for (the name is always checked)",
+        )
+    } else if has(&[
+        "CertificateRequired",
+        "BadCertificate",
+        "alert: HandshakeFailure",
+    ]) {
+        (
+            "TOKEN_ENDPOINT_REDIS_TLS_CERT_FILE",
+            "the server refused the TLS handshake: it wants a client certificate it trusts",
+        )
+    } else if has(&["AuthenticationFailed", "WRONGPASS", "NOAUTH"]) {
+        let setting = if files.password.is_some() {
+            "TOKEN_ENDPOINT_REDIS_PASSWORD_FILE"
+        } else {
+            "TOKEN_ENDPOINT_REDIS_URL"
+        };
+        (setting, "Redis refused this user and password")
+    } else if has(&["NoPerm", "NOPERM"]) {
+        (
+            "TOKEN_ENDPOINT_REDIS_URL",
+            "its user lacks a permission the service needs (docs/production-redis.md lists them)",
+        )
+    } else {
+        (
+            "TOKEN_ENDPOINT_REDIS_URL",
+            "Redis does not work for this service",
+        )
+    };
+    ConfigError::new(setting, format!("{hint}: {why}"))
+}
 
 /// Load everything the redemption path needs, once. A setting that cannot
 /// be used is an error naming it.
@@ -89,7 +189,9 @@ pub async fn build(settings: &Settings) -> Result<Redeemer, ConfigError> {
             connect_timeout,
             command_timeout,
             replica_acks,
+            files,
         } => {
+            let (password, tls) = redis_access(files)?;
             let redis = RedisStore::connect(&RedisSettings {
                 url: url.clone(),
                 topology: topology.clone(),
@@ -97,18 +199,11 @@ pub async fn build(settings: &Settings) -> Result<Redeemer, ConfigError> {
                 connect_timeout: *connect_timeout,
                 command_timeout: *command_timeout,
                 replica_acks: *replica_acks,
+                password,
+                tls,
             })
             .await
-            .map_err(|e| match e {
-                StoreError::UnknownSentinelMaster(_) => ConfigError::new(
-                    "TOKEN_ENDPOINT_REDIS_SENTINEL_MASTER",
-                    format!("the sentinels of TOKEN_ENDPOINT_REDIS_URL know no such master: {e}"),
-                ),
-                other => ConfigError::new(
-                    "TOKEN_ENDPOINT_REDIS_URL",
-                    format!("Redis does not work for this service: {other}"),
-                ),
-            })?;
+            .map_err(|e| redis_blame(e, files))?;
             CodeStore::Redis(Box::new(redis))
         }
     };

@@ -135,6 +135,8 @@ pub async fn into_store(
         connect_timeout: Duration::from_secs(2),
         command_timeout: Duration::from_secs(2),
         replica_acks: 0,
+        password: None,
+        tls: Default::default(),
     })
     .await
     .map_err(|e| format!("--redis-url: {e}"))?;

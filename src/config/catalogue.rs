@@ -21,6 +21,21 @@ pub const SETTINGS: &[SettingDoc] = &[
         meaning: "listen address (`0.0.0.0:8080` in containers)",
     },
     SettingDoc {
+        name: "TOKEN_ENDPOINT_TLS_CERT_FILE",
+        default: "unset: plain HTTP",
+        meaning: "PEM certificate chain: with the next setting, the listener speaks HTTPS only (TLS 1.2 and 1.3, rustls' default suites), probes included. The files are re-read when they change (cert-manager rotation), without a restart",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_TLS_KEY_FILE",
+        default: "unset",
+        meaning: "PEM private key of that certificate (PKCS#8, PKCS#1 or SEC1)",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_TLS_RELOAD_SECS",
+        default: "`10`",
+        meaning: "how often the listener's certificate and key files are checked for a change (1–3600); a changed pair that does not load is logged and the old one kept",
+    },
+    SettingDoc {
         name: "TOKEN_ENDPOINT_WORKERS",
         default: "number of CPUs (at most 512)",
         meaning: "actix-web worker threads (1–512, actix-web's limit)",
@@ -39,6 +54,26 @@ pub const SETTINGS: &[SettingDoc] = &[
         name: "TOKEN_ENDPOINT_REDIS_URL",
         default: "unset: embedded store",
         meaning: "`redis://[[user]:password@]host:port/db`, `rediss://`, `unix://`. At start-up the service authenticates, runs `PING` and loads its script: a wrong password, a missing ACL permission or an unreachable server stops it",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_REDIS_PASSWORD_FILE",
+        default: "unset: the URL's password, if any",
+        meaning: "a file holding the Redis password (one trailing newline is ignored), e.g. a mounted Kubernetes Secret, so the URL needs none; with `user@` in the URL it is that ACL user's password. Refused together with a password in the URL",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_REDIS_TLS_CA_FILE",
+        default: "unset: the system's trust store",
+        meaning: "PEM file of the CA certificate(s) that sign the Redis servers' certificates (`rediss://` only). The server's name in the URL is always checked against its certificate; there is no switch to turn that off, and `#insecure` URLs are refused",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_REDIS_TLS_CERT_FILE",
+        default: "unset",
+        meaning: "PEM certificate chain the service presents to Redis (mutual TLS, `tls-auth-clients yes`); with the next setting, never alone",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_REDIS_TLS_KEY_FILE",
+        default: "unset",
+        meaning: "PEM private key of that certificate (PKCS#8, PKCS#1 or SEC1)",
     },
     SettingDoc {
         name: "TOKEN_ENDPOINT_REDIS_MODE",

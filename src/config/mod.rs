@@ -67,12 +67,42 @@ pub enum StoreSettings {
         command_timeout: Duration,
         /// `TOKEN_ENDPOINT_REDIS_REPLICA_ACKS`; see [`crate::store::RedisSettings`].
         replica_acks: u32,
+        /// The password file and the `rediss://` CA and client certificate.
+        files: RedisFiles,
     },
+}
+
+/// A PEM certificate chain and its private key, as two files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Files read at start-up to reach Redis (`TOKEN_ENDPOINT_REDIS_*_FILE`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedisFiles {
+    /// The password, in place of one in the URL.
+    pub password: Option<PathBuf>,
+    /// The CA(s) that sign the servers' certificates; `None`: the system's.
+    pub ca: Option<PathBuf>,
+    /// The certificate the service presents (mutual TLS).
+    pub client: Option<CertificateFiles>,
+}
+
+/// The listener over TLS (`TOKEN_ENDPOINT_TLS_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTls {
+    pub files: CertificateFiles,
+    /// How often the files are checked for a change.
+    pub reload_every: Duration,
 }
 
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub bind: SocketAddr,
+    /// `None`: plain HTTP.
+    pub tls: Option<ListenerTls>,
     pub workers: usize,
     pub issuer: String,
     pub authorization_endpoint: String,
@@ -212,6 +242,23 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         }
     }
 
+    /// A certificate and key file pair: both or neither.
+    fn pair(
+        &self,
+        cert: &'static str,
+        key: &'static str,
+    ) -> Result<Option<CertificateFiles>, ConfigError> {
+        match (self.get(cert)?, self.get(key)?) {
+            (Some(c), Some(k)) => Ok(Some(CertificateFiles {
+                cert: c.into(),
+                key: k.into(),
+            })),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(ConfigError::new(key, format!("is required with {cert}"))),
+            (None, Some(_)) => Err(ConfigError::new(cert, format!("is required with {key}"))),
+        }
+    }
+
     /// Comma-separated paths, empty when unset.
     fn paths(&self, name: &'static str) -> Result<Vec<PathBuf>, ConfigError> {
         Ok(self
@@ -254,6 +301,24 @@ impl Settings {
             "workers",
         )? as usize;
 
+        let tls = match vars.pair("TOKEN_ENDPOINT_TLS_CERT_FILE", "TOKEN_ENDPOINT_TLS_KEY_FILE")? {
+            Some(files) => Some(ListenerTls {
+                files,
+                reload_every: Duration::from_secs(vars.number(
+                    "TOKEN_ENDPOINT_TLS_RELOAD_SECS",
+                    10,
+                    1..=3600,
+                    "seconds",
+                )?),
+            }),
+            None if vars.is_set("TOKEN_ENDPOINT_TLS_RELOAD_SECS")? => {
+                return Err(ConfigError::new(
+                    "TOKEN_ENDPOINT_TLS_RELOAD_SECS",
+                    "is set, but TOKEN_ENDPOINT_TLS_CERT_FILE is not: the listener speaks plain HTTP",
+                ))
+            }
+            None => None,
+        };
         let store = Self::store(&vars)?;
         let production = matches!(store, StoreSettings::Redis { .. });
         let required = |name: &'static str| {
@@ -365,6 +430,7 @@ impl Settings {
             cors_max_age,
             dev_endpoints,
             bind,
+            tls,
             workers,
             issuer,
             authorization_endpoint,
@@ -385,8 +451,12 @@ impl Settings {
     /// set: a deployment that meant Redis but lost its URL must not start
     /// on the embedded store.
     fn store<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<StoreSettings, ConfigError> {
-        const REDIS_ONLY: [&str; 6] = [
+        const REDIS_ONLY: [&str; 10] = [
             "TOKEN_ENDPOINT_REDIS_MODE",
+            "TOKEN_ENDPOINT_REDIS_PASSWORD_FILE",
+            "TOKEN_ENDPOINT_REDIS_TLS_CA_FILE",
+            "TOKEN_ENDPOINT_REDIS_TLS_CERT_FILE",
+            "TOKEN_ENDPOINT_REDIS_TLS_KEY_FILE",
             "TOKEN_ENDPOINT_REDIS_SENTINEL_MASTER",
             "TOKEN_ENDPOINT_REDIS_KEY_PREFIX",
             "TOKEN_ENDPOINT_REDIS_CONNECT_TIMEOUT_MS",
@@ -438,6 +508,7 @@ impl Settings {
                 "must start with redis://, rediss:// or unix://",
             ));
         }
+        let files = Self::redis_files(vars, &urls)?;
         let prefix = vars
             .get("TOKEN_ENDPOINT_REDIS_KEY_PREFIX")?
             .unwrap_or_else(|| "oauth:".into());
@@ -467,7 +538,58 @@ impl Settings {
                 "replicas",
             )? as u32,
             topology,
+            files,
         })
+    }
+
+    /// The Redis password file and TLS files, checked against the URLs:
+    /// TLS files need `rediss://` everywhere (a `redis://` server would get
+    /// the password in clear), and a password comes from one place only.
+    fn redis_files<F: Fn(&str) -> Option<String>>(
+        vars: &Vars<F>,
+        urls: &[&str],
+    ) -> Result<RedisFiles, ConfigError> {
+        let tls = |u: &&str| u.starts_with("rediss://");
+        if urls.iter().any(|u| tls(u) && u.contains('#')) {
+            return Err(ConfigError::new(
+                "TOKEN_ENDPOINT_REDIS_URL",
+                "has a fragment (#insecure?): the server's certificate and name are always verified; give the CA with TOKEN_ENDPOINT_REDIS_TLS_CA_FILE instead",
+            ));
+        }
+        let files = RedisFiles {
+            password: vars
+                .get("TOKEN_ENDPOINT_REDIS_PASSWORD_FILE")?
+                .map(PathBuf::from),
+            ca: vars
+                .get("TOKEN_ENDPOINT_REDIS_TLS_CA_FILE")?
+                .map(PathBuf::from),
+            client: vars.pair(
+                "TOKEN_ENDPOINT_REDIS_TLS_CERT_FILE",
+                "TOKEN_ENDPOINT_REDIS_TLS_KEY_FILE",
+            )?,
+        };
+        let setting = if files.client.is_some() {
+            Some("TOKEN_ENDPOINT_REDIS_TLS_CERT_FILE")
+        } else if files.ca.is_some() {
+            Some("TOKEN_ENDPOINT_REDIS_TLS_CA_FILE")
+        } else {
+            None
+        };
+        if let Some(setting) = setting {
+            if !urls.iter().all(tls) {
+                return Err(ConfigError::new(
+                    setting,
+                    "is set, but TOKEN_ENDPOINT_REDIS_URL does not use rediss:// for every server",
+                ));
+            }
+        }
+        if files.password.is_some() && urls.iter().any(|u| url_has_password(u)) {
+            return Err(ConfigError::new(
+                "TOKEN_ENDPOINT_REDIS_PASSWORD_FILE",
+                "is set, but TOKEN_ENDPOINT_REDIS_URL holds a password too: give it in one place",
+            ));
+        }
+        Ok(files)
     }
 
     /// The abuse limits. The connection cap is shared out equally among the
@@ -535,6 +657,15 @@ pub const MAX_WORKERS: usize = 512;
 /// RFC 9110 §5.6.2 `tchar`: the characters of a header name.
 fn is_token_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Whether a Redis URL carries a password (`scheme://[user]:password@`).
+fn url_has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.split_once(':').is_some_and(|(_, p)| !p.is_empty()))
 }
 
 /// A Redis key prefix: no braces (they would change the keys' Cluster hash

@@ -8,6 +8,7 @@ mod ops;
 mod request_id;
 mod response;
 pub mod server;
+pub mod tls;
 mod token;
 mod wellknown;
 

@@ -58,6 +58,11 @@ impl Application {
         settings: &Settings,
     ) -> Result<Self, StartupError> {
         let port = listener.local_addr().map_err(StartupError::Bind)?.port();
+        let tls = settings
+            .tls
+            .as_ref()
+            .map(super::tls::server_config)
+            .transpose()?;
         let dev = state.dev_endpoints;
         let draining = state.draining.clone();
         // The factory runs once on each worker thread: each worker's state
@@ -79,8 +84,11 @@ impl Application {
         .disable_signals()
         // actix counts whole seconds: round up, and let `run_until_stopped`
         // end the drain at the configured millisecond.
-        .shutdown_timeout(settings.drain_timeout.as_millis().div_ceil(1000).max(1) as u64)
-        .listen(listener)
+        .shutdown_timeout(settings.drain_timeout.as_millis().div_ceil(1000).max(1) as u64);
+        let server = match tls {
+            Some(config) => server.listen_rustls_0_23(listener, config),
+            None => server.listen(listener),
+        }
         .map_err(StartupError::Bind)?
         .run();
         Ok(Self {

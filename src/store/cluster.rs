@@ -29,8 +29,8 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use futures_util::future::join_all;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{
-    AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo,
-    RedisError, RedisFuture, RedisResult, ServerErrorKind, Value,
+    AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, RedisError, RedisFuture,
+    RedisResult, ServerErrorKind, Value,
 };
 
 /// How long a node that failed is not tried again: its slots answer at
@@ -222,17 +222,13 @@ pub struct ClusterSettings {
 }
 
 impl ClusterSettings {
-    /// From comma-separated `redis://` URLs.
+    /// From the seed nodes, each ready to connect (password and TLS
+    /// material applied).
     pub fn new(
-        urls: &str,
+        seeds: Vec<ConnectionInfo>,
         connect_timeout: Duration,
         command_timeout: Duration,
     ) -> RedisResult<Self> {
-        let seeds = urls
-            .split(',')
-            .map(str::trim)
-            .map(IntoConnectionInfo::into_connection_info)
-            .collect::<RedisResult<Vec<_>>>()?;
         if seeds.is_empty() {
             return Err((ErrorKind::InvalidClientConfig, "no seed node").into());
         }

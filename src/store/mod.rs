@@ -20,7 +20,7 @@ use std::time::Duration;
 pub use self::cluster::slot_of as cluster_slot;
 pub use self::keys::KeySpace;
 pub use self::memory::MemoryStore;
-pub use self::redis::{ConnectionMetrics, RedisSettings, RedisStore, RedisTopology};
+pub use self::redis::{ConnectionMetrics, RedisSettings, RedisStore, RedisTls, RedisTopology};
 
 use crate::contract::record::{BadRecord, CodeRecord, Mismatch, Presented};
 

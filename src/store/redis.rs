@@ -6,8 +6,12 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::sentinel::{SentinelClient, SentinelServerType};
-use redis::{AsyncCommands, RedisFuture, Script, SetExpiry, SetOptions, Value};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{
+    AsyncCommands, ClientTlsConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo,
+    RedisFuture, RedisResult, Script, SetExpiry, SetOptions, TlsCertificates, TlsMode, Value,
+};
+use secrecy::{ExposeSecret, SecretString};
 
 use super::cluster::{ClusterRouter, ClusterSettings};
 use super::{GrantMarker, KeySpace, StoreError, TakeOutcome, TakeRequest};
@@ -66,6 +70,115 @@ pub struct RedisSettings {
     /// a failover then cannot promote a replica on which the code is still
     /// unredeemed. 0 skips the wait.
     pub replica_acks: u32,
+    /// The password, from `TOKEN_ENDPOINT_REDIS_PASSWORD_FILE`, in place of
+    /// one in the URL (with the URL's user, if any). Behind Sentinel it is
+    /// the master's; the sentinels get the URL's credentials.
+    pub password: Option<SecretString>,
+    /// What `rediss://` connections trust and present.
+    pub tls: RedisTls,
+}
+
+/// What `rediss://` connections trust and present beyond the URL, as PEM.
+/// The server's name is always verified against its certificate: the
+/// client is built without redis-rs's `insecure` feature.
+#[derive(Debug, Clone, Default)]
+pub struct RedisTls {
+    /// The CA certificates that sign the servers'; `None`: the system's
+    /// trust store.
+    pub ca: Option<Vec<u8>>,
+    /// The certificate the service presents (mutual TLS).
+    pub client: Option<crate::tls::ClientIdentity>,
+}
+
+impl RedisTls {
+    fn certificates(&self) -> TlsCertificates {
+        TlsCertificates {
+            client_tls: self.client.as_ref().map(|c| ClientTlsConfig {
+                client_cert: c.cert.clone(),
+                client_key: c.key.expose_secret().to_vec(),
+            }),
+            root_cert: self.ca.clone(),
+        }
+    }
+}
+
+impl RedisSettings {
+    /// The URL's servers, ready to connect: the password from the file in
+    /// place of the URL's, and the TLS material (parsed once) on each
+    /// `rediss://` address.
+    fn servers(&self) -> RedisResult<Vec<ConnectionInfo>> {
+        crate::tls::provider();
+        self.url
+            .expose_secret()
+            .split(',')
+            .map(str::trim)
+            .map(|url| {
+                let mut info = url.into_connection_info()?;
+                if let Some(password) = &self.password {
+                    let redis = info
+                        .redis_settings()
+                        .clone()
+                        .set_password(password.expose_secret());
+                    info = info.set_redis_settings(redis);
+                }
+                if matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
+                    let client = redis::Client::build_with_tls(info, self.tls.certificates())?;
+                    info = client.get_connection_info().clone();
+                }
+                Ok(info)
+            })
+            .collect()
+    }
+
+    /// A Sentinel client: the URL's servers are the sentinels. The URL's
+    /// user, password and database go to the master too, unless the
+    /// password file gives the master's; `rediss://` sentinels mean TLS to
+    /// the master as well, with the same CA and client certificate.
+    fn sentinel(&self, master: &str) -> RedisResult<SentinelClient> {
+        let sentinels = self
+            .url
+            .expose_secret()
+            .split(',')
+            .map(str::trim)
+            .map(IntoConnectionInfo::into_connection_info)
+            .collect::<RedisResult<Vec<_>>>()?;
+        let first = sentinels.first().ok_or_else(|| {
+            redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "no sentinel"))
+        })?;
+        let credentials = first.redis_settings().clone();
+        let tls = matches!(first.addr(), ConnectionAddr::TcpTls { .. });
+        let mut builder = SentinelClientBuilder::new(
+            sentinels.iter().map(|s| s.addr().clone()),
+            master,
+            SentinelServerType::Master,
+        )?
+        .set_client_to_redis_db(credentials.db());
+        if let Some(user) = credentials.username() {
+            builder = builder
+                .set_client_to_redis_username(user)
+                .set_client_to_sentinel_username(user);
+        }
+        if let Some(password) = credentials.password() {
+            builder = builder.set_client_to_sentinel_password(password);
+        }
+        let master_password = self
+            .password
+            .as_ref()
+            .map(|p| p.expose_secret())
+            .or(credentials.password());
+        if let Some(password) = master_password {
+            builder = builder.set_client_to_redis_password(password);
+        }
+        if tls {
+            crate::tls::provider();
+            builder = builder
+                .set_client_to_sentinel_tls_mode(TlsMode::Secure)
+                .set_client_to_sentinel_certificates(self.tls.certificates())
+                .set_client_to_redis_tls_mode(TlsMode::Secure)
+                .set_client_to_redis_certificates(self.tls.certificates());
+        }
+        builder.build()
+    }
 }
 
 /// How many Redis connections the workers hold. There is no pool: each
@@ -132,34 +245,36 @@ impl RedisStore {
     /// name no sentinel knows then stops start-up rather than the first
     /// request.
     pub async fn connect(settings: &RedisSettings) -> Result<Self, StoreError> {
-        use secrecy::ExposeSecret;
         let invalid = |e: redis::RedisError| {
-            StoreError::Unavailable(format!("invalid Redis URL: {:?}", e.kind()))
+            StoreError::Unavailable(format!("invalid Redis URL or TLS material: {e}"))
         };
-        let url = settings.url.expose_secret();
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.connect_timeout))
             .set_response_timeout(Some(settings.command_timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(1));
         let client = match &settings.topology {
-            RedisTopology::Standalone => Client::Single(
-                redis::Client::open(url).map_err(invalid)?,
-                manager_config.clone(),
-            ),
+            RedisTopology::Standalone => {
+                let server = settings.servers().map_err(invalid)?.into_iter().next();
+                let server = server.ok_or_else(|| {
+                    invalid((redis::ErrorKind::InvalidClientConfig, "no server").into())
+                })?;
+                Client::Single(
+                    Box::new(redis::Client::open(server).map_err(invalid)?),
+                    manager_config.clone(),
+                )
+            }
             RedisTopology::Cluster => Client::Cluster(
-                ClusterSettings::new(url, settings.connect_timeout, settings.command_timeout)
-                    .map_err(invalid)?,
+                ClusterSettings::new(
+                    settings.servers().map_err(invalid)?,
+                    settings.connect_timeout,
+                    settings.command_timeout,
+                )
+                .map_err(invalid)?,
             ),
             RedisTopology::Sentinel { master } => Client::Sentinel(
                 Arc::new(tokio::sync::Mutex::new(
-                    SentinelClient::build(
-                        url.split(',').map(str::trim).collect(),
-                        master.clone(),
-                        None,
-                        SentinelServerType::Master,
-                    )
-                    .map_err(invalid)?,
+                    settings.sentinel(master).map_err(invalid)?,
                 )),
                 manager_config.clone(),
             ),
@@ -442,7 +557,8 @@ impl RedisStore {
 /// What a connection is opened from.
 #[derive(Clone)]
 enum Client {
-    Single(redis::Client, ConnectionManagerConfig),
+    /// Boxed: with TLS material a client is several hundred bytes.
+    Single(Box<redis::Client>, ConnectionManagerConfig),
     Cluster(ClusterSettings),
     /// Shared by the workers: it only answers "who is the master now".
     Sentinel(
@@ -455,7 +571,7 @@ impl Client {
     async fn open(&self) -> redis::RedisResult<Conn> {
         Ok(match self {
             Self::Single(client, config) => Conn::Single(
-                ConnectionManager::new_with_config(client.clone(), config.clone()).await?,
+                ConnectionManager::new_with_config((**client).clone(), config.clone()).await?,
             ),
             Self::Cluster(settings) => Conn::Cluster(ClusterRouter::connect(settings).await?),
             Self::Sentinel(sentinel, config) => {

@@ -92,6 +92,24 @@ async fn exchange(
         .await
 }
 
+/// A public client's whole exchange through the library against `app`,
+/// over `http` (which may speak HTTPS to a TLS listener): the JWKS fetched,
+/// the code redeemed with PKCE, the ID token verified. The access token.
+pub(crate) async fn exchange_with_library(app: &TestApp, http: &reqwest::Client) -> String {
+    let rp = relying_party(app, http, "public-app", None).await;
+    let (issued, nonce) = issue_with_nonce(app, "public-app").await;
+    let response = exchange(&rp, http, &issued)
+        .await
+        .unwrap_or_else(|e| panic!("openidconnect's exchange fails: {e:?}"));
+    verify_response(
+        &rp,
+        &response,
+        CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+        &nonce,
+    );
+    response.access_token().secret().clone()
+}
+
 /// Store a code for `client_id` bound to a fresh nonce, as the frontend would
 /// after an authentication request carrying that nonce.
 async fn issue_with_nonce(app: &TestApp, client_id: &str) -> (IssuedCode, Nonce) {

@@ -40,3 +40,4 @@ mod secrets;
 #[cfg(feature = "slow-tests")]
 mod sentinel;
 mod settings;
+mod tls;

@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use token_endpoint::config::{
-    ConfigError, DevEndpoints, LogFormat, Settings, StoreSettings, SETTINGS,
+    ConfigError, DevEndpoints, LogFormat, RedisFiles, Settings, StoreSettings, SETTINGS,
 };
 use token_endpoint::store::RedisTopology;
 
@@ -35,6 +35,22 @@ const REDIS: &[(&str, &str)] = &[
     ("TOKEN_ENDPOINT_SIGNING_KEYS", "/k.pem"),
 ];
 
+/// The same over TLS.
+const REDISS: &[(&str, &str)] = &[
+    ("TOKEN_ENDPOINT_REDIS_URL", "rediss://redis.example:6380"),
+    ("TOKEN_ENDPOINT_ISSUER", "https://id.example"),
+    ("TOKEN_ENDPOINT_CLIENTS_FILE", "/c.toml"),
+    ("TOKEN_ENDPOINT_SIGNING_KEYS", "/k.pem"),
+];
+
+/// The Redis files of `s`, if it stores codes in Redis.
+fn redis_files(s: &Settings) -> Option<&RedisFiles> {
+    match &s.store {
+        StoreSettings::Redis { files, .. } => Some(files),
+        StoreSettings::Embedded => None,
+    }
+}
+
 fn redis(s: &Settings) -> Option<(&RedisTopology, &StoreSettings)> {
     match &s.store {
         StoreSettings::Redis { topology, .. } => Some((topology, &s.store)),
@@ -49,6 +65,43 @@ const CASES: &[Case] = &[
         value: "0.0.0.0:9000",
         effect: |s| s.bind.to_string() == "0.0.0.0:9000",
         bad: &["localhost", "0.0.0.0", ":80"],
+    },
+    Case {
+        name: "TOKEN_ENDPOINT_TLS_CERT_FILE",
+        context: &[("TOKEN_ENDPOINT_TLS_KEY_FILE", "/tls.key")],
+        value: "/tls.crt",
+        effect: |s| {
+            s.tls.as_ref().is_some_and(|t| {
+                t.files.cert.as_path() == std::path::Path::new("/tls.crt")
+                    && t.reload_every == Duration::from_secs(10)
+            })
+        },
+        bad: &[],
+    },
+    Case {
+        name: "TOKEN_ENDPOINT_TLS_KEY_FILE",
+        context: &[("TOKEN_ENDPOINT_TLS_CERT_FILE", "/tls.crt")],
+        value: "/tls.key",
+        effect: |s| {
+            s.tls
+                .as_ref()
+                .is_some_and(|t| t.files.key.as_path() == std::path::Path::new("/tls.key"))
+        },
+        bad: &[],
+    },
+    Case {
+        name: "TOKEN_ENDPOINT_TLS_RELOAD_SECS",
+        context: &[
+            ("TOKEN_ENDPOINT_TLS_CERT_FILE", "/tls.crt"),
+            ("TOKEN_ENDPOINT_TLS_KEY_FILE", "/tls.key"),
+        ],
+        value: "60",
+        effect: |s| {
+            s.tls
+                .as_ref()
+                .is_some_and(|t| t.reload_every == Duration::from_secs(60))
+        },
+        bad: &["0", "3601", "soon", "1.5"],
     },
     Case {
         name: "TOKEN_ENDPOINT_WORKERS",
@@ -91,6 +144,66 @@ const CASES: &[Case] = &[
         value: "redis://:secret@127.0.0.1:6380/2",
         effect: |s| redis(s).is_some(),
         bad: &["http://x", "127.0.0.1:6379", "redis://a:1,redis://b:2"],
+    },
+    Case {
+        name: "TOKEN_ENDPOINT_REDIS_PASSWORD_FILE",
+        context: REDIS,
+        value: "/run/secrets/redis-password",
+        effect: |s| {
+            redis_files(s).is_some_and(|f| {
+                f.password.as_deref() == Some(std::path::Path::new("/run/secrets/redis-password"))
+            })
+        },
+        bad: &[],
+    },
+    Case {
+        name: "TOKEN_ENDPOINT_REDIS_TLS_CA_FILE",
+        context: REDISS,
+        value: "/etc/redis-ca.pem",
+        effect: |s| {
+            redis_files(s)
+                .is_some_and(|f| f.ca.as_deref() == Some(std::path::Path::new("/etc/redis-ca.pem")))
+        },
+        bad: &[],
+    },
+    Case {
+        name: "TOKEN_ENDPOINT_REDIS_TLS_CERT_FILE",
+        context: &[
+            ("TOKEN_ENDPOINT_REDIS_URL", "rediss://redis.example:6380"),
+            ("TOKEN_ENDPOINT_ISSUER", "https://id.example"),
+            ("TOKEN_ENDPOINT_CLIENTS_FILE", "/c.toml"),
+            ("TOKEN_ENDPOINT_SIGNING_KEYS", "/k.pem"),
+            ("TOKEN_ENDPOINT_REDIS_TLS_KEY_FILE", "/client.key"),
+        ],
+        value: "/client.pem",
+        effect: |s| {
+            redis_files(s).is_some_and(|f| {
+                f.client.as_ref().is_some_and(|c| {
+                    c.cert.as_path() == std::path::Path::new("/client.pem")
+                        && c.key.as_path() == std::path::Path::new("/client.key")
+                })
+            })
+        },
+        bad: &[],
+    },
+    Case {
+        name: "TOKEN_ENDPOINT_REDIS_TLS_KEY_FILE",
+        context: &[
+            ("TOKEN_ENDPOINT_REDIS_URL", "rediss://redis.example:6380"),
+            ("TOKEN_ENDPOINT_ISSUER", "https://id.example"),
+            ("TOKEN_ENDPOINT_CLIENTS_FILE", "/c.toml"),
+            ("TOKEN_ENDPOINT_SIGNING_KEYS", "/k.pem"),
+            ("TOKEN_ENDPOINT_REDIS_TLS_CERT_FILE", "/client.pem"),
+        ],
+        value: "/client.key",
+        effect: |s| {
+            redis_files(s).is_some_and(|f| {
+                f.client
+                    .as_ref()
+                    .is_some_and(|c| c.key.as_path() == std::path::Path::new("/client.key"))
+            })
+        },
+        bad: &[],
     },
     Case {
         name: "TOKEN_ENDPOINT_REDIS_MODE",
@@ -353,6 +466,8 @@ fn only_documented_variables_are_read() {
 fn redis_settings_without_a_redis_url_are_refused() {
     for name in [
         "TOKEN_ENDPOINT_REDIS_MODE",
+        "TOKEN_ENDPOINT_REDIS_PASSWORD_FILE",
+        "TOKEN_ENDPOINT_REDIS_TLS_CA_FILE",
         "TOKEN_ENDPOINT_REDIS_KEY_PREFIX",
         "TOKEN_ENDPOINT_REDIS_REPLICA_ACKS",
         "TOKEN_ENDPOINT_REDIS_COMMAND_TIMEOUT_MS",
@@ -380,4 +495,110 @@ fn redis_settings_without_a_redis_url_are_refused() {
         Err(e) => e,
     };
     assert_eq!(err.setting, "TOKEN_ENDPOINT_REDIS_SENTINEL_MASTER");
+}
+
+/// The TLS settings that only make sense together are refused apart, and
+/// nothing turns certificate verification off.
+#[test]
+fn tls_settings_that_cannot_work_together_are_refused() {
+    let with = |base: &[(&'static str, &'static str)], more: &[(&'static str, &'static str)]| {
+        let mut vars = base.to_vec();
+        vars.extend_from_slice(more);
+        settings(&vars)
+    };
+    let refused = |result: Result<Settings, ConfigError>| match result {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e,
+    };
+    // A certificate without its key, either way round, for both.
+    for (set, named) in [
+        (
+            "TOKEN_ENDPOINT_TLS_CERT_FILE",
+            "TOKEN_ENDPOINT_TLS_KEY_FILE",
+        ),
+        (
+            "TOKEN_ENDPOINT_TLS_KEY_FILE",
+            "TOKEN_ENDPOINT_TLS_CERT_FILE",
+        ),
+        (
+            "TOKEN_ENDPOINT_REDIS_TLS_CERT_FILE",
+            "TOKEN_ENDPOINT_REDIS_TLS_KEY_FILE",
+        ),
+        (
+            "TOKEN_ENDPOINT_REDIS_TLS_KEY_FILE",
+            "TOKEN_ENDPOINT_REDIS_TLS_CERT_FILE",
+        ),
+    ] {
+        let err = refused(with(REDISS, &[(set, "/f.pem")]));
+        assert_eq!(err.setting, named, "{set} alone: {err}");
+    }
+    // A reload interval for a listener without TLS.
+    let err = refused(with(&[], &[("TOKEN_ENDPOINT_TLS_RELOAD_SECS", "5")]));
+    assert_eq!(err.setting, "TOKEN_ENDPOINT_TLS_RELOAD_SECS", "{err}");
+    // TLS files with a plain redis:// server: it would get the password
+    // in clear.
+    let err = refused(with(
+        REDIS,
+        &[("TOKEN_ENDPOINT_REDIS_TLS_CA_FILE", "/ca.pem")],
+    ));
+    assert_eq!(err.setting, "TOKEN_ENDPOINT_REDIS_TLS_CA_FILE", "{err}");
+    let err = refused(with(
+        &[
+            (
+                "TOKEN_ENDPOINT_REDIS_URL",
+                "rediss://a.example:6380,redis://b.example:6379",
+            ),
+            ("TOKEN_ENDPOINT_REDIS_MODE", "cluster"),
+            ("TOKEN_ENDPOINT_ISSUER", "https://id.example"),
+            ("TOKEN_ENDPOINT_CLIENTS_FILE", "/c.toml"),
+            ("TOKEN_ENDPOINT_SIGNING_KEYS", "/k.pem"),
+        ],
+        &[
+            ("TOKEN_ENDPOINT_REDIS_TLS_CERT_FILE", "/c.pem"),
+            ("TOKEN_ENDPOINT_REDIS_TLS_KEY_FILE", "/c.key"),
+        ],
+    ));
+    assert_eq!(err.setting, "TOKEN_ENDPOINT_REDIS_TLS_CERT_FILE", "{err}");
+    // `#insecure` (redis-rs's switch that skips verification) is refused.
+    let err = refused(with(
+        &[
+            (
+                "TOKEN_ENDPOINT_REDIS_URL",
+                "rediss://redis.example:6380/#insecure",
+            ),
+            ("TOKEN_ENDPOINT_ISSUER", "https://id.example"),
+            ("TOKEN_ENDPOINT_CLIENTS_FILE", "/c.toml"),
+            ("TOKEN_ENDPOINT_SIGNING_KEYS", "/k.pem"),
+        ],
+        &[],
+    ));
+    assert_eq!(err.setting, "TOKEN_ENDPOINT_REDIS_URL", "{err}");
+    // A password in the URL and in a file: which one is meant?
+    let err = refused(with(
+        &[
+            (
+                "TOKEN_ENDPOINT_REDIS_URL",
+                "rediss://user:pw@redis.example:6380",
+            ),
+            ("TOKEN_ENDPOINT_ISSUER", "https://id.example"),
+            ("TOKEN_ENDPOINT_CLIENTS_FILE", "/c.toml"),
+            ("TOKEN_ENDPOINT_SIGNING_KEYS", "/k.pem"),
+        ],
+        &[("TOKEN_ENDPOINT_REDIS_PASSWORD_FILE", "/pw")],
+    ));
+    assert_eq!(err.setting, "TOKEN_ENDPOINT_REDIS_PASSWORD_FILE", "{err}");
+    // A user name without a password in the URL, and the file: fine.
+    with(
+        &[
+            (
+                "TOKEN_ENDPOINT_REDIS_URL",
+                "rediss://user@redis.example:6380",
+            ),
+            ("TOKEN_ENDPOINT_ISSUER", "https://id.example"),
+            ("TOKEN_ENDPOINT_CLIENTS_FILE", "/c.toml"),
+            ("TOKEN_ENDPOINT_SIGNING_KEYS", "/k.pem"),
+        ],
+        &[("TOKEN_ENDPOINT_REDIS_PASSWORD_FILE", "/pw")],
+    )
+    .unwrap();
 }

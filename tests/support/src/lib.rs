@@ -25,11 +25,16 @@ use actix_web::web;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::Value;
-use token_endpoint::config::{DevEndpoints, Limits, LogFormat, Settings, StoreSettings};
+use token_endpoint::config::{
+    DevEndpoints, Limits, LogFormat, RedisFiles, Settings, StoreSettings,
+};
 use token_endpoint::contract::frontend::{self, Grant, IssuedCode};
 use token_endpoint::http::AppState;
 use token_endpoint::http::{build_state, Application};
 use token_endpoint::store::{KeySpace, RedisTopology};
+
+mod tls;
+pub use tls::TestPki;
 
 /// Which code store the app under test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +77,8 @@ pub struct RedisServer {
     _dir: tempfile::TempDir,
     /// Arguments beyond the defaults (a cluster node's, say).
     extra: Vec<String>,
+    /// The TLS port, beside the plain one the harness itself uses.
+    pub tls_port: Option<u16>,
 }
 
 impl RedisServer {
@@ -99,9 +106,31 @@ impl RedisServer {
             port,
             _dir: dir,
             extra,
+            tls_port: None,
         };
         server.spawn();
         server
+    }
+
+    /// A server that also speaks TLS, on [`Self::tls_port`], with `pki`'s
+    /// server certificate; `client_certs`: it requires a client certificate
+    /// signed by `pki`'s CA (`tls-auth-clients yes`). The plain port stays
+    /// open for the harness's own checks.
+    pub fn start_tls(pki: &TestPki, client_certs: bool, extra: Vec<String>) -> Self {
+        let tls_port = free_port();
+        let mut args = tls_args(pki, tls_port, client_certs);
+        args.extend(extra);
+        let mut server = Self::start_with(args);
+        server.tls_port = Some(tls_port);
+        server
+    }
+
+    /// `rediss://127.0.0.1:<tls port>`.
+    pub fn tls_url(&self) -> String {
+        format!(
+            "rediss://127.0.0.1:{}",
+            self.tls_port.expect("a server started with start_tls")
+        )
     }
 
     fn spawn(&mut self) {
@@ -219,6 +248,24 @@ impl Drop for RedisServer {
     }
 }
 
+/// `redis-server` arguments for TLS on `port` with `pki`'s server
+/// certificate.
+fn tls_args(pki: &TestPki, port: u16, client_certs: bool) -> Vec<String> {
+    let path = |p: &std::path::Path| p.display().to_string();
+    vec![
+        "--tls-port".into(),
+        port.to_string(),
+        "--tls-cert-file".into(),
+        path(&pki.server.cert),
+        "--tls-key-file".into(),
+        path(&pki.server.key),
+        "--tls-ca-cert-file".into(),
+        path(&pki.ca_file),
+        "--tls-auth-clients".into(),
+        if client_certs { "yes" } else { "no" }.into(),
+    ]
+}
+
 /// The registry the test apps load: one client of each kind.
 pub const REGISTRY: &str = r#"
 [[clients]]
@@ -294,6 +341,17 @@ impl RedisCluster {
     /// Three masters with `replicas` replicas each (`nodes[0..3]` are the
     /// masters), every node taking `extra` arguments as well.
     pub fn start_with_replicas(replicas: usize, extra: &[&str]) -> Self {
+        Self::start_nodes(replicas, extra, None)
+    }
+
+    /// Three masters that speak TLS to clients and to each other (the
+    /// cluster bus, `tls-cluster yes`), with `pki`'s server certificate;
+    /// `CLUSTER SLOTS` on a TLS connection names the TLS ports.
+    pub fn start_tls(pki: &TestPki, client_certs: bool) -> Self {
+        Self::start_nodes(0, &[], Some((pki, client_certs)))
+    }
+
+    fn start_nodes(replicas: usize, extra: &[&str], tls: Option<(&TestPki, bool)>) -> Self {
         let nodes: Vec<RedisServer> = (0..3 * (1 + replicas))
             .map(|_| {
                 let mut args: Vec<String> = vec![
@@ -307,7 +365,14 @@ impl RedisCluster {
                     "nodes.conf".into(),
                 ];
                 args.extend(extra.iter().map(|a| a.to_string()));
-                RedisServer::start_with(args)
+                match tls {
+                    Some((pki, client_certs)) => {
+                        args.extend(["--tls-cluster".into(), "yes".into()]);
+                        args.extend(["--tls-replication".into(), "yes".into()]);
+                        RedisServer::start_tls(pki, client_certs, args)
+                    }
+                    None => RedisServer::start_with(args),
+                }
             })
             .collect();
         let addresses: Vec<String> = nodes
@@ -442,6 +507,15 @@ impl RedisCluster {
         })
     }
 
+    /// The seed-node list over TLS.
+    pub fn tls_urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(RedisServer::tls_url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// The seed-node list the service takes in TOKEN_ENDPOINT_REDIS_URL.
     pub fn urls(&self) -> String {
         self.nodes
@@ -462,6 +536,7 @@ impl RedisCluster {
                 connect_timeout: Duration::from_millis(1000),
                 command_timeout: Duration::from_millis(1000),
                 replica_acks: 0,
+                files: RedisFiles::default(),
             }
         }
     }
@@ -627,6 +702,7 @@ impl RedisSentinelGroup {
                 // Every replica (1, the production default behind Sentinel,
                 // for one).
                 replica_acks,
+                files: RedisFiles::default(),
             }
         }
     }
@@ -711,6 +787,7 @@ impl AppFiles {
 pub fn settings(files: &AppFiles, redis: Option<&RedisServer>) -> Settings {
     Settings {
         bind: "127.0.0.1:0".parse().expect("address"),
+        tls: None,
         workers: 2,
         issuer: ISSUER.into(),
         authorization_endpoint: format!("{ISSUER}/authorize"),
@@ -723,6 +800,7 @@ pub fn settings(files: &AppFiles, redis: Option<&RedisServer>) -> Settings {
                 connect_timeout: Duration::from_millis(500),
                 command_timeout: Duration::from_millis(250),
                 replica_acks: 0,
+                files: RedisFiles::default(),
             },
         },
         clients_file: Some(files.registry.clone()),
