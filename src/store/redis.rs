@@ -107,7 +107,6 @@ impl RedisSettings {
     /// place of the URL's, and the TLS material (parsed once) on each
     /// `rediss://` address.
     fn servers(&self) -> RedisResult<Vec<ConnectionInfo>> {
-        crate::tls::provider();
         self.url
             .expose_secret()
             .split(',')
@@ -170,7 +169,6 @@ impl RedisSettings {
             builder = builder.set_client_to_redis_password(password);
         }
         if tls {
-            crate::tls::provider();
             builder = builder
                 .set_client_to_sentinel_tls_mode(TlsMode::Secure)
                 .set_client_to_sentinel_certificates(self.tls.certificates())
@@ -245,6 +243,9 @@ impl RedisStore {
     /// name no sentinel knows then stops start-up rather than the first
     /// request.
     pub async fn connect(settings: &RedisSettings) -> Result<Self, StoreError> {
+        // Before any `rediss://` connection: redis-rs builds its rustls
+        // configurations from the process default.
+        crate::tls::provider();
         let invalid = |e: redis::RedisError| {
             StoreError::Unavailable(format!("invalid Redis URL or TLS material: {e}"))
         };

@@ -379,6 +379,25 @@ async fn redemptions_on_a_tls_cluster() {
     assert!(holding >= 2, "used markers on only {holding} of 3 masters");
 }
 
+/// Sentinel over TLS: the sentinels are asked over TLS, and they name the
+/// master's TLS port, which the service reaches over TLS too, both
+/// verified against the private CA.
+#[cfg(feature = "slow-tests")]
+#[tokio::test]
+async fn redemptions_through_sentinels_over_tls() {
+    let pki = TestPki::new();
+    let group = RedisSentinelGroup::start_tls(&pki);
+    let urls = group.tls_urls();
+    let tweak = group.tweak();
+    let app = spawn_app_on(None, Arc::new(AppFiles::new()), |settings| {
+        tweak(settings);
+        on_rediss(settings, urls, trusting(&pki));
+    })
+    .await;
+    redemption_contract(&app).await;
+    exactly_once_race(&app, 30).await;
+}
+
 /// The listener over TLS: a real OpenID Connect client library
 /// (`openidconnect` on reqwest with rustls, trusting only the test CA)
 /// exchanges a code against the service's certificate, and the probes

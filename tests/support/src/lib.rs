@@ -550,6 +550,8 @@ pub struct RedisSentinelGroup {
     /// Replicas beyond the first.
     pub more_replicas: Vec<RedisServer>,
     sentinels: Vec<(Child, u16)>,
+    /// The sentinels' TLS ports, in a group started with TLS.
+    sentinel_tls_ports: Vec<u16>,
     _dir: tempfile::TempDir,
 }
 
@@ -565,6 +567,18 @@ impl RedisSentinelGroup {
     /// and the app's `REPLICA_ACKS` both equal `replicas`): with fewer, a
     /// failover can redeem a code twice (docs/configuration.md).
     pub fn start_with_replicas(replicas: usize) -> Self {
+        Self::start_group(replicas, None)
+    }
+
+    /// A master and a replica that speak TLS to clients and to each other
+    /// (`tls-replication yes`), and sentinels that speak TLS to clients and
+    /// to them, all with `pki`'s server certificate. The sentinels name the
+    /// master's TLS port.
+    pub fn start_tls(pki: &TestPki) -> Self {
+        Self::start_group(1, Some(pki))
+    }
+
+    fn start_group(replicas: usize, tls: Option<&TestPki>) -> Self {
         let min_replicas = replicas.max(1).to_string();
         // As docs/configuration.md asks of a Sentinel deployment: a master with no
         // replica refuses writes, so a take that could not be replicated
@@ -579,32 +593,55 @@ impl RedisSentinelGroup {
             "0",
         ]
         .map(String::from);
-        let master = RedisServer::start_with(settings.to_vec());
+        let start = |mut args: Vec<String>| match tls {
+            Some(pki) => {
+                args.extend(["--tls-replication".into(), "yes".into()]);
+                RedisServer::start_tls(pki, false, args)
+            }
+            None => RedisServer::start_with(args),
+        };
+        let master = start(settings.to_vec());
+        // Replicas and sentinels reach the master on its TLS port, if any.
+        let master_port = master.tls_port.unwrap_or(master.port);
         let mut replica_settings = settings.to_vec();
         replica_settings.extend([
             "--replicaof".into(),
             "127.0.0.1".into(),
-            master.port.to_string(),
+            master_port.to_string(),
         ]);
-        let replica = RedisServer::start_with(replica_settings.clone());
+        let replica = start(replica_settings.clone());
         let more_replicas = (1..replicas)
-            .map(|_| RedisServer::start_with(replica_settings.clone()))
+            .map(|_| start(replica_settings.clone()))
             .collect();
         let dir = tempfile::tempdir().expect("temp dir");
+        let mut sentinel_tls_ports = Vec::new();
         let sentinels = (0..3)
             .map(|i| {
                 let port = free_port();
+                let tls_conf = match tls {
+                    Some(pki) => {
+                        let tls_port = free_port();
+                        sentinel_tls_ports.push(tls_port);
+                        tls_args(pki, tls_port, false)
+                            .chunks(2)
+                            .map(|pair| {
+                                format!("{} {}\n", pair[0].trim_start_matches("--"), pair[1])
+                            })
+                            .collect::<String>()
+                            + "tls-replication yes\n"
+                    }
+                    None => String::new(),
+                };
                 // Sentinels rewrite their configuration file: one each.
                 let conf = dir.path().join(format!("sentinel-{i}.conf"));
                 std::fs::write(
                     &conf,
                     format!(
-                        "port {port}\nbind 127.0.0.1\ndir {dir}\n\
-                         sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {master} 2\n\
+                        "port {port}\nbind 127.0.0.1\ndir {dir}\n{tls_conf}\
+                         sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {master_port} 2\n\
                          sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n\
                          sentinel failover-timeout {SENTINEL_MASTER} 3000\n",
                         dir = dir.path().display(),
-                        master = master.port,
                     ),
                 )
                 .expect("sentinel config");
@@ -623,6 +660,7 @@ impl RedisSentinelGroup {
             replica,
             more_replicas,
             sentinels,
+            sentinel_tls_ports,
             _dir: dir,
         };
         // Failover needs sentinels that know the replica, which they learn
@@ -679,6 +717,15 @@ impl RedisSentinelGroup {
             .arg(&["FAILOVER", SENTINEL_MASTER])
             .query(&mut self.sentinel(0))
             .expect("SENTINEL FAILOVER");
+    }
+
+    /// The sentinels over TLS, as TOKEN_ENDPOINT_REDIS_URL lists them.
+    pub fn tls_urls(&self) -> String {
+        self.sentinel_tls_ports
+            .iter()
+            .map(|port| format!("rediss://127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Settings that point an app at this group through its sentinels.
