@@ -14,6 +14,14 @@
 #   curve           open:RATE for each RATE in $CURVE_RATES (latency against arrival rate)
 #   mix             closed loop with $MIX (replays, wrong verifiers, unknown codes)
 #   soak:SECONDS    open loop at $SOAK_RATE for SECONDS, in 60 s rounds, RSS after each
+#   reconnect       closed loop, every request on a new connection (Connection: close)
+#
+#   STEP@rediss     the step against a second service on the same Redis over TLS
+#                   (rediss:// to its TLS port, a CA made for the run)
+#   STEP@https      the step against a third service whose own listener speaks TLS
+#                   (the generator trusts the run's CA); reconnect@https pays a
+#                   TLS handshake per request
+#   Only one service is under load at a time; the others idle.
 #
 # Settings (environment)
 #   ALG=ES256            signing algorithm of both tokens: ES256 | EdDSA | RS256
@@ -70,9 +78,23 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# The TLS steps: a CA for the run, and a TLS port on the same Redis.
+TLS_DIR="$RUN_DIR/tls"
+REDIS_TLS_PORT=
+REDIS_TLS_ARGS=()
+case " ${STEPS[*]} " in
+    *@*)
+        "$LOADGEN" tls-certs --out "$TLS_DIR"
+        REDIS_TLS_PORT=$(free_port)
+        REDIS_TLS_ARGS=(--tls-port "$REDIS_TLS_PORT" --tls-cert-file "$TLS_DIR/server.pem"
+            --tls-key-file "$TLS_DIR/server.key" --tls-ca-cert-file "$TLS_DIR/ca.pem"
+            --tls-auth-clients no) ;;
+esac
+
 REDIS_PORT=$(free_port)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
-    --repl-diskless-sync-delay 0 --dir "$RUN_DIR" --daemonize no >"$OUT/redis.log" 2>&1 &
+    --repl-diskless-sync-delay 0 --dir "$RUN_DIR" --daemonize no "${REDIS_TLS_ARGS[@]}" \
+    >"$OUT/redis.log" 2>&1 &
 REDIS_PID=$!
 PIDS+=("$REDIS_PID")
 for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
@@ -112,28 +134,60 @@ id_token_signed_response_alg = "$ALG"
 allowed_cors_origins = ["https://app.loadtest"]
 EOF
 
-PORT=$(free_port)
-# shellcheck disable=SC2086
-env TOKEN_ENDPOINT_BIND="127.0.0.1:$PORT" TOKEN_ENDPOINT_WORKERS="$WORKERS" \
-    TOKEN_ENDPOINT_ISSUER=https://id.loadtest TOKEN_ENDPOINT_REDIS_URL="$REDIS_URL" \
-    TOKEN_ENDPOINT_CLIENTS_FILE="$RUN_DIR/clients.toml" TOKEN_ENDPOINT_SIGNING_KEYS="$KEYS" \
-    TOKEN_ENDPOINT_LOG=warn $SERVER_ENV "$BIN" serve >"$OUT/server.log" 2>&1 &
-SERVER_PID=$!
-PIDS+=("$SERVER_PID")
-TARGET="http://127.0.0.1:$PORT"
-for _ in $(seq 100); do
-    python3 - "$PORT" <<'PY' 2>/dev/null && break
-import sys, urllib.request
-urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/readyz", timeout=1)
+# start_service NAME REDIS_URL [VAR=value ...]: the release service on its own
+# port; sets SERVICE_PID and SERVICE_TARGET.
+start_service() {
+    local name=$1 redis_url=$2; shift 2
+    local port scheme=http
+    port=$(free_port)
+    for setting in "$@"; do
+        case "$setting" in TOKEN_ENDPOINT_TLS_CERT_FILE=*) scheme=https ;; esac
+    done
+    # shellcheck disable=SC2086
+    env TOKEN_ENDPOINT_BIND="127.0.0.1:$port" TOKEN_ENDPOINT_WORKERS="$WORKERS" \
+        TOKEN_ENDPOINT_ISSUER=https://id.loadtest TOKEN_ENDPOINT_REDIS_URL="$redis_url" \
+        TOKEN_ENDPOINT_CLIENTS_FILE="$RUN_DIR/clients.toml" TOKEN_ENDPOINT_SIGNING_KEYS="$KEYS" \
+        TOKEN_ENDPOINT_LOG=warn "$@" $SERVER_ENV "$BIN" serve >"$OUT/server-$name.log" 2>&1 &
+    SERVICE_PID=$!
+    PIDS+=("$SERVICE_PID")
+    SERVICE_TARGET="$scheme://127.0.0.1:$port"
+    for _ in $(seq 100); do
+        python3 - "$SERVICE_TARGET" "$TLS_DIR/ca.pem" <<'PY' 2>/dev/null && return 0
+import ssl, sys, urllib.request
+target, ca = sys.argv[1:]
+context = ssl.create_default_context(cafile=ca) if target.startswith("https") else None
+urllib.request.urlopen(f"{target}/readyz", timeout=1, context=context)
 PY
-    sleep 0.1
-done
+        sleep 0.1
+    done
+    echo "error: the $name service did not get ready (see $OUT/server-$name.log)" >&2
+    exit 1
+}
+
+start_service plain "$REDIS_URL"
+SERVER_PID=$SERVICE_PID
+TARGET=$SERVICE_TARGET
+if [ -n "$REDIS_TLS_PORT" ]; then
+    start_service rediss "rediss://127.0.0.1:$REDIS_TLS_PORT" \
+        TOKEN_ENDPOINT_REDIS_TLS_CA_FILE="$TLS_DIR/ca.pem"
+    REDISS_PID=$SERVICE_PID
+    REDISS_TARGET=$SERVICE_TARGET
+    start_service https "$REDIS_URL" \
+        TOKEN_ENDPOINT_TLS_CERT_FILE="$TLS_DIR/server.pem" TOKEN_ENDPOINT_TLS_KEY_FILE="$TLS_DIR/server.key"
+    HTTPS_PID=$SERVICE_PID
+    HTTPS_TARGET=$SERVICE_TARGET
+fi
 
 echo "== reference: redis-benchmark on the same Redis, $CONNECTIONS clients" >&2
 {
     redis-benchmark -p "$REDIS_PORT" -c "$CONNECTIONS" -n 200000 --csv -t set,get
     redis-benchmark -p "$REDIS_PORT" -c "$CONNECTIONS" -n 200000 --csv \
         EVAL "return redis.call('DEL', KEYS[1])" 1 'oauth:bench:{x}'
+    if [ -n "$REDIS_TLS_PORT" ]; then
+        # The same GET over TLS (keep-alive, as the services' connections).
+        redis-benchmark --tls --cacert "$TLS_DIR/ca.pem" -p "$REDIS_TLS_PORT" \
+            -c "$CONNECTIONS" -n 200000 --csv -t get | sed 's/^"GET"/"GET-TLS"/'
+    fi
 } | grep -v '^"test"' >"$OUT/redis-benchmark.csv"
 cat "$OUT/redis-benchmark.csv" >&2
 
@@ -145,9 +199,9 @@ loadgen_step() {
     echo "== $name" >&2
     local status=0
     # shellcheck disable=SC2086
-    "$LOADGEN" run --target "$TARGET" --redis-url "$REDIS_URL" --client-id loadtest \
-        --connections "$CONNECTIONS" --json "$json" \
-        --watch "server=$SERVER_PID" --watch "redis=$REDIS_PID" "$@" $LOADGEN_ARGS || status=$?
+    "$LOADGEN" run --target "$STEP_TARGET" --redis-url "$REDIS_URL" --client-id loadtest \
+        --connections "$CONNECTIONS" --json "$json" "${STEP_ARGS[@]}" \
+        --watch "server=$STEP_PID" --watch "redis=$REDIS_PID" "$@" $LOADGEN_ARGS || status=$?
     python3 - "$json" "$name" <<'PY'
 import json, sys
 path, name = sys.argv[1:]
@@ -160,14 +214,26 @@ PY
 
 failed=0
 for step in "${STEPS[@]}"; do
+    variant=
+    case "$step" in *@*) variant=${step#*@}; step=${step%@*} ;; esac
+    STEP_ARGS=()
+    case "$variant" in
+        "") STEP_TARGET=$TARGET; STEP_PID=$SERVER_PID; suffix= ;;
+        rediss) STEP_TARGET=$REDISS_TARGET; STEP_PID=$REDISS_PID; suffix=", Redis over TLS" ;;
+        https) STEP_TARGET=$HTTPS_TARGET; STEP_PID=$HTTPS_PID; suffix=", HTTPS listener"
+               STEP_ARGS=(--ca-file "$TLS_DIR/ca.pem") ;;
+        *) echo "error: unknown variant @$variant (rediss or https)" >&2; exit 2 ;;
+    esac
     case "$step" in
-        closed) loadgen_step "closed, $CONNECTIONS conns" --codes "$CODES" || failed=1 ;;
-        cors) loadgen_step "closed + Origin, $CONNECTIONS conns" --codes "$CODES" \
+        closed) loadgen_step "closed, $CONNECTIONS conns$suffix" --codes "$CODES" || failed=1 ;;
+        reconnect) loadgen_step "closed, new connection per request$suffix" --codes "$CODES" \
+                  --close || failed=1 ;;
+        cors) loadgen_step "closed + Origin, $CONNECTIONS conns$suffix" --codes "$CODES" \
                   --origin https://app.loadtest || failed=1 ;;
-        mix) loadgen_step "closed + mix" --codes "$CODES" --mix "$MIX" || failed=1 ;;
+        mix) loadgen_step "closed + mix$suffix" --codes "$CODES" --mix "$MIX" || failed=1 ;;
         open:*)
             rate=${step#open:}
-            loadgen_step "open $rate/s" --rate "$rate" --codes $((rate * OPEN_SECONDS)) || failed=1 ;;
+            loadgen_step "open $rate/s$suffix" --rate "$rate" --codes $((rate * OPEN_SECONDS)) || failed=1 ;;
         curve)
             for rate in $CURVE_RATES; do
                 loadgen_step "open $rate/s" --rate "$rate" --codes $((rate * OPEN_SECONDS)) --quiet || failed=1
@@ -188,7 +254,7 @@ out, alg, workers, cpus = sys.argv[1:]
 print(f"\nALG={alg} WORKERS={workers} on {cpus} CPUs; service, Redis and generator share them.\n")
 print("Reference, redis-benchmark on the same Redis in the same run (requests/s, p50 ms):")
 for row in csv.reader(open(f"{out}/redis-benchmark.csv")):
-    print(f"  {row[0].split(' ')[0]:<5} {float(row[1]):>9.0f}/s  p50 {row[3]}")
+    print(f"  {row[0].split(' ')[0]:<7} {float(row[1]):>9.0f}/s  p50 {row[3]}")
 print()
 print("| step | redemptions/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | CPU µs/req: service | Redis | loadgen | service RSS MiB (peak) | exactly once |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|")

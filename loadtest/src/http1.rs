@@ -1,13 +1,99 @@
 //! A keep-alive HTTP/1.1 client connection that does as little as possible:
 //! requests are prebuilt bytes, responses are parsed in place (httparse) and
 //! the body is borrowed from the read buffer. One request in flight per
-//! connection, as a browser-less OAuth client library does.
+//! connection, as a browser-less OAuth client library does. Over TLS
+//! (rustls) when the target is `https://`.
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
+
+/// How to speak TLS to the target: the trusted CA and the name to check.
+#[derive(Clone)]
+pub struct Tls {
+    connector: TlsConnector,
+    name: ServerName<'static>,
+}
+
+impl Tls {
+    /// Trust the PEM certificates of `ca` (and nothing else); verify the
+    /// server's certificate for `host` (a name or an IP address).
+    pub fn new(ca: &[u8], host: &str) -> Result<Self, String> {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::CertificateDer;
+        let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca) {
+            let cert = cert.map_err(|e| format!("--ca-file: {e}"))?;
+            roots.add(cert).map_err(|e| format!("--ca-file: {e}"))?;
+        }
+        let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+        let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|e| format!("--target host {host:?}: {e}"))?;
+        Ok(Self {
+            connector: TlsConnector::from(Arc::new(config)),
+            name,
+        })
+    }
+}
+
+/// A plain or TLS stream.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
 
 /// One answer, borrowed from the connection's buffer until the next request.
 pub struct Reply<'a> {
@@ -17,17 +103,19 @@ pub struct Reply<'a> {
 
 pub struct Connection {
     addr: SocketAddr,
-    stream: TcpStream,
+    tls: Option<Tls>,
+    stream: Stream,
     buf: Vec<u8>,
     /// The server said `Connection: close`: reconnect before the next request.
     closing: bool,
 }
 
 impl Connection {
-    pub async fn open(addr: SocketAddr) -> io::Result<Self> {
+    pub async fn open(addr: SocketAddr, tls: Option<Tls>) -> io::Result<Self> {
         Ok(Self {
             addr,
-            stream: connect(addr).await?,
+            stream: connect(addr, tls.as_ref()).await?,
+            tls,
             buf: Vec::with_capacity(16 * 1024),
             closing: false,
         })
@@ -40,6 +128,7 @@ impl Connection {
         }
         self.buf.clear();
         self.stream.write_all(request).await?;
+        self.stream.flush().await?;
         let (status, head_len, body_len) = loop {
             if self.stream.read_buf(&mut self.buf).await? == 0 {
                 self.closing = true;
@@ -68,7 +157,7 @@ impl Connection {
 
     /// Re-establish the connection (after an error or `Connection: close`).
     pub async fn reconnect(&mut self) -> io::Result<()> {
-        self.stream = connect(self.addr).await?;
+        self.stream = connect(self.addr, self.tls.as_ref()).await?;
         self.buf.clear();
         self.closing = false;
         Ok(())
@@ -108,10 +197,15 @@ impl Connection {
     }
 }
 
-async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+async fn connect(addr: SocketAddr, tls: Option<&Tls>) -> io::Result<Stream> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
-    Ok(stream)
+    Ok(match tls {
+        None => Stream::Plain(stream),
+        Some(tls) => Stream::Tls(Box::new(
+            tls.connector.connect(tls.name.clone(), stream).await?,
+        )),
+    })
 }
 
 /// A whole `POST` request with a form body, ready to write.
@@ -154,7 +248,7 @@ mod tests {
                 socket.write_all(answer.as_bytes()).await.expect("body");
             }
         });
-        let mut conn = Connection::open(addr).await.expect("connect");
+        let mut conn = Connection::open(addr, None).await.expect("connect");
         let request = post_form("t", "/oauth/token", "a=b");
         for expected in ["first", "second"] {
             let reply = conn.send(&request).await.expect("reply");

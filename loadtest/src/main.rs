@@ -53,6 +53,14 @@ struct Cli {
 enum Command {
     /// Seed codes (not timed), redeem each exactly once, report.
     Run(RunArgs),
+    /// Write a throwaway CA and a certificate for `localhost` and
+    /// `127.0.0.1` it signed (`ca.pem`, `server.pem`, `server.key`): the TLS
+    /// steps of loadtest/run.sh.
+    TlsCerts {
+        /// The directory to write them to.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Seed codes and write them to a seed file (for k6, or `run --codes-file`).
     Seed {
         #[command(flatten)]
@@ -136,6 +144,13 @@ struct RunArgs {
     /// (the client must allow it: `allowed_cors_origins`).
     #[arg(long)]
     origin: Option<String>,
+    /// Every request on a new connection (`Connection: close`): over
+    /// `https://`, a TLS handshake per request.
+    #[arg(long)]
+    close: bool,
+    /// For an `https://` target: the PEM CA certificate(s) to trust.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
     /// No progress line.
     #[arg(long)]
     quiet: bool,
@@ -149,7 +164,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let threads = match &cli.command {
         Command::Run(args) => args.threads.max(1),
-        Command::Seed { .. } => 1,
+        Command::Seed { .. } | Command::TlsCerts { .. } => 1,
     };
     let runtime = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -165,6 +180,7 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime.block_on(async {
             match cli.command {
                 Command::Run(args) => run(args).await,
+                Command::TlsCerts { out } => tls_certs(&out).map(|()| true),
                 Command::Seed { source, out } => {
                     let seeds = seed(&source).await?;
                     seed::write_file(&out, &seeds)?;
@@ -187,6 +203,18 @@ fn main() -> ExitCode {
 
 async fn run(args: RunArgs) -> Result<bool, String> {
     let (addr, host) = resolve(&args.source.target).await?;
+    let tls = match (args.source.target.starts_with("https://"), &args.ca_file) {
+        (true, Some(ca)) => {
+            let pem = std::fs::read(ca).map_err(|e| format!("--ca-file {}: {e}", ca.display()))?;
+            let name = host
+                .rsplit_once(':')
+                .map_or(host.as_str(), |(name, _)| name);
+            Some(http1::Tls::new(&pem, name.trim_matches(['[', ']']))?)
+        }
+        (true, None) => return Err("an https:// --target needs --ca-file".into()),
+        (false, Some(_)) => return Err("--ca-file is for an https:// --target".into()),
+        (false, None) => None,
+    };
     let seeds = match &args.codes_file {
         Some(path) => seed::read_file(path)?,
         None => seed(&args.source).await?,
@@ -206,6 +234,7 @@ async fn run(args: RunArgs) -> Result<bool, String> {
         client_id: &args.source.client_id,
         redirect_uri: (!redirect.is_empty()).then_some(redirect),
         origin: args.origin.as_deref(),
+        close: args.close,
     };
     // A replay goes out two rounds of connections after its redemption, so
     // it usually finds the code taken rather than racing for it.
@@ -213,6 +242,7 @@ async fn run(args: RunArgs) -> Result<bool, String> {
     drop(seeds);
     let options = Options {
         addr,
+        tls,
         connections,
         mode,
         progress: !args.quiet,
@@ -226,6 +256,39 @@ async fn run(args: RunArgs) -> Result<bool, String> {
         std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(summary.passed)
+}
+
+fn tls_certs(out: &std::path::Path) -> Result<(), String> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let e = |e: rcgen::Error| e.to_string();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    // Names of their own: a leaf whose issuer name were its subject name
+    // would look self-signed to OpenSSL (redis-benchmark, Python).
+    ca.distinguished_name
+        .push(DnType::CommonName, "token-endpoint loadtest CA");
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().map_err(e)?).map_err(e)?;
+    let key = KeyPair::generate().map_err(e)?;
+    let mut server =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).map_err(e)?;
+    server
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let server = server.signed_by(&key, &ca).map_err(e)?;
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    for (name, pem) in [
+        ("ca.pem", ca.pem()),
+        ("server.pem", server.pem()),
+        ("server.key", key.serialize_pem()),
+    ] {
+        let path = out.join(name);
+        std::fs::write(&path, pem).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 async fn seed(source: &SourceArgs) -> Result<Vec<Seed>, String> {
@@ -251,6 +314,12 @@ async fn seed(source: &SourceArgs) -> Result<Vec<Seed>, String> {
                 topology => seed::into_store(url, topology, &keys, source.codes, &template).await?,
             }
         }
+        None if source.target.starts_with("https://") => {
+            return Err(
+                "seed an https:// --target through --redis-url or --codes-file (/dev/codes is a demo over http://)"
+                    .into(),
+            )
+        }
         None => {
             let (addr, host) = resolve(&source.target).await?;
             seed::through_server(addr, &host, source.codes, &template).await?
@@ -266,11 +335,12 @@ async fn seed(source: &SourceArgs) -> Result<Vec<Seed>, String> {
 
 /// `http://host:port` -> the address to connect to and the `Host` header.
 async fn resolve(target: &str) -> Result<(SocketAddr, String), String> {
-    let rest = target.strip_prefix("http://").ok_or_else(|| {
-        format!(
-            "--target {target:?}: only http:// is supported (put TLS in front, measure behind it)"
-        )
-    })?;
+    let (rest, default_port) = match target.strip_prefix("https://") {
+        Some(rest) => (Some(rest), 443),
+        None => (target.strip_prefix("http://"), 80),
+    };
+    let rest =
+        rest.ok_or_else(|| format!("--target {target:?}: give an http:// or https:// URL"))?;
     let host = rest.trim_end_matches('/');
     if host.contains('/') {
         return Err(format!(
@@ -280,7 +350,7 @@ async fn resolve(target: &str) -> Result<(SocketAddr, String), String> {
     let with_port = if host.contains(':') {
         host.to_owned()
     } else {
-        format!("{host}:80")
+        format!("{host}:{default_port}")
     };
     let addr = tokio::net::lookup_host(&with_port)
         .await

@@ -120,6 +120,9 @@ pub struct Target<'a> {
     pub redirect_uri: Option<&'a str>,
     /// Send the requests as a browser app at this origin would (`Origin`).
     pub origin: Option<&'a str>,
+    /// Ask for `Connection: close`: every request on a new connection (and,
+    /// over TLS, a new handshake).
+    pub close: bool,
 }
 
 /// One rightful redemption per seed, in seed order, with the mix's other
@@ -209,6 +212,13 @@ fn request(target: &Target<'_>, seed: &Seed, verifier: &str) -> Vec<u8> {
             .map_or(0, |i| i + 2);
         request.splice(at..at, format!("Origin: {origin}\r\n").into_bytes());
     }
+    if target.close {
+        let at = request
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map_or(0, |i| i + 2);
+        request.splice(at..at, b"Connection: close\r\n".iter().copied());
+    }
     request
 }
 
@@ -258,6 +268,7 @@ mod tests {
         client_id: "loadtest",
         redirect_uri: None,
         origin: None,
+        close: false,
     };
 
     #[test]

@@ -32,6 +32,8 @@ pub enum Mode {
 
 pub struct Options {
     pub addr: SocketAddr,
+    /// `https://` targets: how to speak TLS.
+    pub tls: Option<crate::http1::Tls>,
     pub connections: usize,
     pub mode: Mode,
     pub progress: bool,
@@ -102,7 +104,7 @@ pub async fn run(plan: Plan, options: &Options) -> Result<Outcome, String> {
     let mut connections = Vec::with_capacity(options.connections);
     for _ in 0..options.connections {
         connections.push(
-            Connection::open(options.addr)
+            Connection::open(options.addr, options.tls.clone())
                 .await
                 .map_err(|e| format!("cannot connect to {}: {e}", options.addr))?,
         );

@@ -185,7 +185,7 @@ pub async fn through_server(
         let request = request.clone();
         let template = template.clone();
         tasks.push(tokio::spawn(async move {
-            let mut conn = Connection::open(addr)
+            let mut conn = Connection::open(addr, None)
                 .await
                 .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
             let mut seeds = Vec::with_capacity(share);

@@ -65,6 +65,8 @@ impl TestPki {
             DnType::CommonName,
             names.first().cloned().unwrap_or_default(),
         );
+        // X.509-strict verifiers (OpenSSL's, Python 3.13's) want it.
+        params.use_authority_key_identifier_extension = true;
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
