@@ -480,15 +480,17 @@ def cmd_k8s():
     container = pod["containers"][0]
     mounts = {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
-    secret = objects[("Secret", "token-endpoint-signing-key")][1]
     files_at = {}
     for vname, path in mounts.items():
         v = volumes[vname]
         if "configMap" in v:
             keys = objects[("ConfigMap", v["configMap"]["name"])][1]["data"].keys()
         elif "secret" in v:
-            if v["secret"]["secretName"] != secret["metadata"]["name"]:
+            described = objects.get(("Secret", v["secret"]["secretName"]))
+            if described is None:
                 fail(f"volume {vname} names a Secret that secret.yaml does not describe")
+                continue
+            secret = described[1]
             keys = (secret.get("stringData") or secret.get("data")).keys()
         else:
             continue
@@ -498,7 +500,18 @@ def cmd_k8s():
         for p in env[var].split(","):
             if p not in files_at:
                 fail(f"{var}={p} is not a file of any mounted volume ({', '.join(sorted(files_at))})")
-    ok("TOKEN_ENDPOINT_CLIENTS_FILE and TOKEN_ENDPOINT_SIGNING_KEYS point into the mounted ConfigMap and Secret")
+    # The file settings configmap.yaml offers commented out (Redis
+    # credentials, the listener's certificate) must point into mounted
+    # Secrets too, so that uncommenting them is all it takes.
+    with open(os.path.join(DEPLOY, "k8s", "configmap.yaml"), encoding="utf-8") as f:
+        offered = re.findall(r'^\s*#\s*(TOKEN_ENDPOINT_\w+_FILE):\s*"([^"]+)"', f.read(), re.M)
+    if not offered:
+        fail("configmap.yaml offers no commented-out file setting (Redis TLS, listener TLS)")
+    for var, p in offered:
+        if p not in files_at:
+            fail(f"configmap.yaml's commented {var}={p} is not a file of any mounted volume")
+    ok("the file settings, set and offered, point into the mounted ConfigMap and Secrets: "
+       + ", ".join(sorted({var for var, _ in offered} | {"TOKEN_ENDPOINT_CLIENTS_FILE", "TOKEN_ENDPOINT_SIGNING_KEYS"})))
 
     with open(os.path.join(DEPLOY, "Dockerfile"), encoding="utf-8") as f:
         m = re.search(r"^USER\s+(\d+)", f.read(), re.M)

@@ -6,21 +6,23 @@
 //! A request's path through the service, top-down; each folder holds one idea.
 //!
 //! - [`http`]: actix-web and nothing else does. Routes, CORS, request ids, the
-//!   discovery document and JWKS, the bound server and its graceful shutdown;
-//!   maps the domain's results to RFC 6749 responses.
+//!   discovery document and JWKS, the bound server and its graceful shutdown,
+//!   the optional TLS listener; maps the domain's results to RFC 6749
+//!   responses.
 //! - [`grant`]: the token request's domain path. Parse and validate the
 //!   request, authenticate the client (with the abuse limits), run the grant
 //!   type (the authorization code grant today), mint; one error type with its
 //!   RFC 6749 §5.2 code and HTTP status.
 //! - [`contract`]: the login frontend's contract: the code record and its
 //!   checks, and the frontend's side (issue a code).
-//! - [`store`]: where codes live: Redis (the Lua take) or the embedded map,
-//!   both exactly once.
+//! - [`store`]: where codes live: Redis (the Lua take; standalone, Cluster
+//!   or Sentinel, over TLS or not) or the embedded map, both exactly once.
 //! - [`clients`]: the client registry and web origins.
 //! - [`tokens`]: keys, JWKS and the minting of access and ID tokens.
 //! - [`pkce`]: RFC 7636 verifier syntax and S256 verification.
 //! - [`config`]: settings from the environment, each checked at start-up.
 //! - [`service`]: the parts built from the settings, free of HTTP.
+//! - [`tls`]: certificates and keys from files, and the rustls provider.
 //! - [`metrics`], [`telemetry`]: Prometheus metrics, logging.
 //!
 //! The properties the fuzz targets check live beside them, in

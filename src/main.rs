@@ -1,10 +1,11 @@
 //! `token-endpoint`: serve (the default), or the operator's tools.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use token_endpoint::config::Settings;
+use token_endpoint::config::{CertificateFiles, RedisFiles, Settings};
 use token_endpoint::contract::frontend::{self, Grant};
 use token_endpoint::contract::record::Resource;
 use token_endpoint::http::Application;
@@ -124,6 +125,26 @@ struct IssueCode {
         default_value = "oauth:"
     )]
     key_prefix: String,
+    /// The Redis password from this file, as the service reads it.
+    #[arg(long, env = "TOKEN_ENDPOINT_REDIS_PASSWORD_FILE")]
+    redis_password_file: Option<PathBuf>,
+    /// `rediss://`: the CA certificate(s) of the Redis servers (PEM).
+    #[arg(long, env = "TOKEN_ENDPOINT_REDIS_TLS_CA_FILE")]
+    redis_tls_ca_file: Option<PathBuf>,
+    /// `rediss://` with client certificates: the certificate (PEM)...
+    #[arg(
+        long,
+        env = "TOKEN_ENDPOINT_REDIS_TLS_CERT_FILE",
+        requires = "redis_tls_key_file"
+    )]
+    redis_tls_cert_file: Option<PathBuf>,
+    /// ...and its key.
+    #[arg(
+        long,
+        env = "TOKEN_ENDPOINT_REDIS_TLS_KEY_FILE",
+        requires = "redis_tls_cert_file"
+    )]
+    redis_tls_key_file: Option<PathBuf>,
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     server: String,
 }
@@ -253,6 +274,15 @@ async fn issue_code(args: IssueCode) -> Result<(), CliError> {
     let ttl = Duration::from_secs(args.ttl.max(1));
     let issued = match &args.redis_url {
         Some(url) => {
+            let (password, tls) = token_endpoint::service::redis_access(&RedisFiles {
+                password: args.redis_password_file.clone(),
+                ca: args.redis_tls_ca_file.clone(),
+                client: args
+                    .redis_tls_cert_file
+                    .clone()
+                    .zip(args.redis_tls_key_file.clone())
+                    .map(|(cert, key)| CertificateFiles { cert, key }),
+            })?;
             let store = CodeStore::Redis(Box::new(
                 RedisStore::connect(&RedisSettings {
                     url: url.clone().into(),
@@ -265,8 +295,8 @@ async fn issue_code(args: IssueCode) -> Result<(), CliError> {
                     connect_timeout: Duration::from_secs(2),
                     command_timeout: Duration::from_secs(2),
                     replica_acks: 0,
-                    password: None,
-                    tls: Default::default(),
+                    password,
+                    tls,
                 })
                 .await
                 .map_err(CliError::Redis)?,

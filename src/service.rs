@@ -19,8 +19,9 @@ use crate::tokens::keys::{
 };
 use crate::tokens::{ring_provider, TokenMinter};
 
-/// The Redis password and TLS material, read from their files and checked.
-fn redis_access(files: &RedisFiles) -> Result<(Option<SecretString>, RedisTls), ConfigError> {
+/// The Redis password and TLS material, read from their files and checked
+/// (the service's settings, or `issue-code`'s options of the same names).
+pub fn redis_access(files: &RedisFiles) -> Result<(Option<SecretString>, RedisTls), ConfigError> {
     let password = match &files.password {
         None => None,
         Some(path) => {

@@ -888,12 +888,10 @@ fn redis_that_refuses_the_service_stops_start_up() {
             "~oauth:*",
             "+ping",
             "+evalsha",
-            "+eval",
             "+script|load",
             "+get",
             "+set",
             "+del",
-            "+exists",
             "+wait",
         ])
         .query::<()>(&mut admin)

@@ -153,7 +153,6 @@ const ACL_RULES: &[&str] = &[
     "-@all",
     "+ping",
     "+evalsha",
-    "+eval",
     "+script|load",
     "+get",
     "+set",
@@ -173,6 +172,79 @@ fn acl_user(server: &RedisServer, user: &str, password: &str, rules: &[&str]) {
         cmd.arg(*rule);
     }
     cmd.query::<()>(&mut conn).unwrap();
+}
+
+/// `issue-code` writes over TLS as an ACL user with a password file, with
+/// the service's own settings as its environment, and the codes redeem.
+#[tokio::test]
+async fn issue_code_writes_over_tls_with_the_services_settings() {
+    let pki = TestPki::new();
+    let server = RedisServer::start_tls(&pki, true, vec![]);
+    acl_user(&server, "token-endpoint", "pw-from-file", ACL_RULES);
+    acl_user(&server, "default", "admin-only", &["resetpass", "off"]);
+    let password_file = pki.dir().join("redis-password");
+    std::fs::write(&password_file, "pw-from-file\n").unwrap();
+    let url = format!(
+        "rediss://token-endpoint@127.0.0.1:{}",
+        server.tls_port.unwrap()
+    );
+    let files = RedisFiles {
+        password: Some(password_file.clone()),
+        ca: Some(pki.ca_file.clone()),
+        client: Some(pki.client.clone()),
+    };
+    let env = [
+        ("TOKEN_ENDPOINT_REDIS_URL", url.clone()),
+        (
+            "TOKEN_ENDPOINT_REDIS_PASSWORD_FILE",
+            password_file.display().to_string(),
+        ),
+        (
+            "TOKEN_ENDPOINT_REDIS_TLS_CA_FILE",
+            pki.ca_file.display().to_string(),
+        ),
+        (
+            "TOKEN_ENDPOINT_REDIS_TLS_CERT_FILE",
+            pki.client.cert.display().to_string(),
+        ),
+        (
+            "TOKEN_ENDPOINT_REDIS_TLS_KEY_FILE",
+            pki.client.key.display().to_string(),
+        ),
+    ];
+    let app = app_over_tls(server, url, files).await;
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_token-endpoint"))
+            .args(["issue-code", "--client-id", "public-app"])
+            .args(["--redirect-uri", "https://client.test/cb", "--count", "3"])
+            .envs(env)
+            .output()
+            .expect("run issue-code")
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "issue-code failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(lines.lines().count(), 3);
+    for line in lines.lines() {
+        let seed: serde_json::Value = serde_json::from_str(line).unwrap();
+        let form = [
+            ("grant_type", "authorization_code".to_owned()),
+            ("client_id", "public-app".to_owned()),
+            ("redirect_uri", "https://client.test/cb".to_owned()),
+            ("code", seed["code"].as_str().unwrap().to_owned()),
+            (
+                "code_verifier",
+                seed["code_verifier"].as_str().unwrap().to_owned(),
+            ),
+        ];
+        let answer = app.post_form(&form).await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+    }
 }
 
 /// What cannot work stops start-up, naming the setting: a wrong password,
