@@ -11,9 +11,9 @@ use token_endpoint::contract::frontend::{self, IssuedCode};
 use token_endpoint::contract::record::Resource;
 
 use crate::helpers::*;
-use token_endpoint_test_support::on_both_stores;
+use token_endpoint_test_support::on_every_store;
 
-on_both_stores!(
+on_every_store!(
     nobody_can_lock_users_out_of_a_public_client,
     nobody_can_lock_a_confidential_client_out_from_other_addresses,
     a_wrong_method_is_not_counted_as_a_guess,

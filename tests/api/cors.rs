@@ -10,9 +10,9 @@ use reqwest::Method;
 use token_endpoint::contract::frontend::{self, IssuedCode};
 
 use crate::helpers::*;
-use token_endpoint_test_support::on_both_stores;
+use token_endpoint_test_support::on_every_store;
 
-on_both_stores!(
+on_every_store!(
     a_preflight_is_answered_for_any_origin_some_client_allows,
     a_preflight_from_an_unknown_origin_gets_no_cors_headers,
     an_allowed_origin_reads_success_and_every_error,

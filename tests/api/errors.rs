@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use crate::helpers::*;
-use token_endpoint_test_support::on_both_stores;
+use token_endpoint_test_support::on_every_store;
 
-on_both_stores!(
+on_every_store!(
     request_syntax_errors_are_invalid_request,
     other_grant_type_is_unsupported_grant_type,
     body_over_the_limit_is_refused,

@@ -72,9 +72,9 @@ const REDIRECT_URI: &str = "https://client.test/cb";
 // The properties
 // ---------------------------------------------------------------------------
 
-/// One `#[test]` per store for a blocking `fn(Backend)`, as `on_both_stores!`
+/// One `#[test]` per store for a blocking `fn(Backend)`, as `on_every_store!`
 /// does for async cases: proptest drives each case itself.
-macro_rules! property_on_both_stores {
+macro_rules! property_on_every_store {
     ($($case:ident),* $(,)?) => {
         $(
             mod $case {
@@ -91,7 +91,7 @@ macro_rules! property_on_both_stores {
     };
 }
 
-property_on_both_stores!(
+property_on_every_store!(
     invalid_requests_never_consume_the_code,
     corrupt_records_are_invalid_grant,
     resources_are_granted_only_within_the_audience,

@@ -8,9 +8,9 @@ use token_endpoint::contract::record::{CodeRecord, Resource};
 use token_endpoint::pkce::ChallengeMethod;
 
 use crate::helpers::*;
-use token_endpoint_test_support::on_both_stores;
+use token_endpoint_test_support::on_every_store;
 
-on_both_stores!(
+on_every_store!(
     rfc7636_appendix_b_vector_redeems,
     success_has_rfc6749_shape_and_verifiable_tokens,
     access_token_follows_rfc9068,

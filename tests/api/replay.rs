@@ -3,9 +3,9 @@
 use std::time::{Duration, Instant};
 
 use crate::helpers::*;
-use token_endpoint_test_support::on_both_stores;
+use token_endpoint_test_support::on_every_store;
 
-on_both_stores!(replay_is_detected_and_revokes_the_grant);
+on_every_store!(replay_is_detected_and_revokes_the_grant);
 
 /// A second redemption of a redeemed code is `invalid_grant`, counted and
 /// logged as a replay (not as an unknown code), and the grant it produced is

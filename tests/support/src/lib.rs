@@ -40,19 +40,26 @@ pub use tls::TestPki;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Redis,
+    /// The same Redis reached over TLS (`rediss://`, a private CA).
+    RedisTls,
     Embedded,
 }
 
 /// Generate one `#[tokio::test]` per store for an `async fn(Backend)`, so
-/// both stores pass the very same cases.
+/// every store passes the very same cases: Redis, Redis over TLS, and the
+/// embedded map.
 #[macro_export]
-macro_rules! on_both_stores {
+macro_rules! on_every_store {
     ($($case:ident),* $(,)?) => {
         $(
             mod $case {
                 #[tokio::test]
                 async fn redis() {
                     super::$case($crate::Backend::Redis).await
+                }
+                #[tokio::test]
+                async fn rediss() {
+                    super::$case($crate::Backend::RedisTls).await
                 }
                 #[tokio::test]
                 async fn embedded() {
@@ -79,6 +86,9 @@ pub struct RedisServer {
     extra: Vec<String>,
     /// The TLS port, beside the plain one the harness itself uses.
     pub tls_port: Option<u16>,
+    /// The PKI whose files a TLS server reads (again on a restart), when
+    /// the server owns it ([`Self::start_tls_owning`]).
+    pki: Option<TestPki>,
 }
 
 impl RedisServer {
@@ -107,6 +117,7 @@ impl RedisServer {
             _dir: dir,
             extra,
             tls_port: None,
+            pki: None,
         };
         server.spawn();
         server
@@ -123,6 +134,18 @@ impl RedisServer {
         let mut server = Self::start_with(args);
         server.tls_port = Some(tls_port);
         server
+    }
+
+    /// A TLS server with a PKI of its own, kept as long as the server.
+    pub fn start_tls_owning(pki: TestPki) -> Self {
+        let mut server = Self::start_tls(&pki, false, vec![]);
+        server.pki = Some(pki);
+        server
+    }
+
+    /// The PKI of a server started with [`Self::start_tls_owning`].
+    pub fn pki(&self) -> Option<&TestPki> {
+        self.pki.as_ref()
     }
 
     /// `rediss://127.0.0.1:<tls port>`.
@@ -882,11 +905,26 @@ impl Drop for TestApp {
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
-    let redis = match backend {
-        Backend::Redis => Some(Arc::new(std::sync::Mutex::new(RedisServer::start()))),
+    let server = match backend {
+        Backend::Redis => Some(RedisServer::start()),
+        Backend::RedisTls => Some(RedisServer::start_tls_owning(TestPki::new())),
         Backend::Embedded => None,
     };
-    spawn_app_on(redis, Arc::new(AppFiles::new()), |_| {}).await
+    // Over TLS: the server's TLS port, trusting its CA.
+    let tls = server.as_ref().and_then(|s| {
+        let pki = s.pki()?;
+        Some((s.tls_url(), pki.ca_file.clone()))
+    });
+    let redis = server.map(|s| Arc::new(std::sync::Mutex::new(s)));
+    spawn_app_on(redis, Arc::new(AppFiles::new()), |settings| {
+        if let (Some((tls_url, ca)), StoreSettings::Redis { url, files, .. }) =
+            (tls, &mut settings.store)
+        {
+            *url = tls_url.into();
+            files.ca = Some(ca);
+        }
+    })
+    .await
 }
 
 /// Start an app on `redis` (or the embedded store), with `tweak` applied to
