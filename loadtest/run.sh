@@ -15,6 +15,9 @@
 #   mix             closed loop with $MIX (replays, wrong verifiers, unknown codes)
 #   soak:SECONDS    open loop at $SOAK_RATE for SECONDS, in 60 s rounds, RSS after each
 #   reconnect       closed loop, every request on a new connection (Connection: close)
+#   minimal         the closed step against minimal-handler (loadtest/src/bin): one
+#                   GETDEL and the same two signatures, nothing else; the least
+#                   work a redemption needs, on the same Redis, key and workers
 #
 #   STEP@rediss     the step against a second service on the same Redis over TLS
 #                   (rediss:// to its TLS port, a CA made for the run)
@@ -64,6 +67,7 @@ done
 cargo build --release --quiet -p token-endpoint -p token-endpoint-loadtest --bins
 BIN=${SERVER_BIN:-target/release/token-endpoint}
 LOADGEN=target/release/loadgen
+MINIMAL=target/release/minimal-handler
 
 RUN_DIR=$(mktemp -d)
 mkdir -p "$OUT"
@@ -167,6 +171,21 @@ PY
 start_service plain "$REDIS_URL"
 SERVER_PID=$SERVICE_PID
 TARGET=$SERVICE_TARGET
+case " ${STEPS[*]} " in
+    *" minimal "*)
+        MINIMAL_PORT=$(free_port)
+        env MINIMAL_BIND="127.0.0.1:$MINIMAL_PORT" TOKEN_ENDPOINT_REDIS_URL="$REDIS_URL" \
+            TOKEN_ENDPOINT_SIGNING_KEYS="$KEYS" TOKEN_ENDPOINT_WORKERS="$WORKERS" \
+            "$MINIMAL" >"$OUT/server-minimal.log" 2>&1 &
+        MINIMAL_PID=$!
+        PIDS+=("$MINIMAL_PID")
+        MINIMAL_TARGET="http://127.0.0.1:$MINIMAL_PORT"
+        for _ in $(seq 100); do
+            python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + '/readyz', timeout=1)" \
+                "$MINIMAL_TARGET" 2>/dev/null && break
+            sleep 0.1
+        done ;;
+esac
 if [ -n "$REDIS_TLS_PORT" ]; then
     start_service rediss "rediss://127.0.0.1:$REDIS_TLS_PORT" \
         TOKEN_ENDPOINT_REDIS_TLS_CA_FILE="$TLS_DIR/ca.pem"
@@ -226,6 +245,8 @@ for step in "${STEPS[@]}"; do
     esac
     case "$step" in
         closed) loadgen_step "closed, $CONNECTIONS conns$suffix" --codes "$CODES" || failed=1 ;;
+        minimal) STEP_TARGET=$MINIMAL_TARGET; STEP_PID=$MINIMAL_PID
+                 loadgen_step "closed, $CONNECTIONS conns, minimal handler" --codes "$CODES" || failed=1 ;;
         reconnect) loadgen_step "closed, new connection per request$suffix" --codes "$CODES" \
                   --close || failed=1 ;;
         cors) loadgen_step "closed + Origin, $CONNECTIONS conns$suffix" --codes "$CODES" \
