@@ -9,11 +9,16 @@ HTTP or Redis path they were called from. Used by loadtest/profile.sh.
 import sys, collections, re
 cats = collections.Counter(); total = 0
 rules = [
+ ("random ids (the system RNG)", re.compile(r"random_ids")),
  ("signing (ECDSA/EdDSA/RSA, SHA)", re.compile(r"try_sign|aws_lc|ecp_nistz|ring::|bignum|sha256_block|sha512_block|Signer")),
  ("Redis client (redis-rs)", re.compile(r"redis::")),
  ("JSON (serde_json) and base64", re.compile(r"serde_json|base64")),
  ("request parsing + PKCE", re.compile(r"TokenForm|TokenRequest|decode_component|pkce")),
  ("metrics (prometheus)", re.compile(r"prometheus")),
+ ("tracing (spans, events)", re.compile(r"tracing_core::|tracing_subscriber::")),
+ ("CORS check and headers", re.compile(r"cors::")),
+ ("abuse limiter", re.compile(r"abuse::|AuthFailureLimiter")),
+ ("timers (tokio's wheel: body and Redis timeouts)", re.compile(r"tokio::runtime::time|TimerEntry")),
  ("HTTP (actix-http/web)", re.compile(r"actix_http|actix_web|h1::")),
 ]
 sample=[]

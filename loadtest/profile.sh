@@ -3,6 +3,8 @@
 # print where its CPU goes (signing, HTTP, Redis client, JSON, kernel ...).
 #
 #   loadtest/profile.sh            (ALG, WORKERS, CODES as for run.sh)
+#   STEP=minimal loadtest/profile.sh   the same load against minimal-handler
+#                                       (the least work a redemption needs)
 #
 # Needs perf (Debian: linux-perf). It samples on the CPU clock, so it works on
 # virtual machines without hardware counters; call stacks come from DWARF
@@ -12,11 +14,17 @@ cd "$(dirname "$0")/.."
 command -v perf >/dev/null || { echo "error: perf is not installed (apt-get install -y linux-perf)" >&2; exit 2; }
 OUT=${OUT:-target/loadtest-profile}
 mkdir -p "$OUT"
-CODES=${CODES:-200000} OUT="$OUT" loadtest/run.sh closed >"$OUT/run.log" 2>&1 &
+STEP=${STEP:-closed}
+case "$STEP" in
+    closed) process="target/release/token-endpoint serve" ;;
+    minimal) process="target/release/minimal-handler" ;;
+    *) echo "error: STEP is closed or minimal" >&2; exit 2 ;;
+esac
+CODES=${CODES:-200000} OUT="$OUT" loadtest/run.sh "$STEP" >"$OUT/run.log" 2>&1 &
 run=$!
 server=""
 for _ in $(seq 600); do
-    server=$(pgrep -f "target/release/token-endpoint serve" | head -1 || true)
+    server=$(pgrep -f "$process" | head -1 || true)
     [ -n "$server" ] && grep -q "seeded" "$OUT/run.log" 2>/dev/null && break
     sleep 0.1
 done

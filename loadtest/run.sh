@@ -217,15 +217,25 @@ loadgen_step() {
     local json="$OUT/step-$(printf %02d $n).json"
     echo "== $name" >&2
     local status=0
+    # Redis's own count of the time each command took, for this step only.
+    redis-cli -p "$REDIS_PORT" CONFIG RESETSTAT >/dev/null
     # shellcheck disable=SC2086
     "$LOADGEN" run --target "$STEP_TARGET" --redis-url "$REDIS_URL" --client-id loadtest \
         --connections "$CONNECTIONS" --json "$json" "${STEP_ARGS[@]}" \
         --watch "server=$STEP_PID" --watch "redis=$REDIS_PID" "$@" $LOADGEN_ARGS || status=$?
+    redis-cli -p "$REDIS_PORT" INFO commandstats >"$json.commandstats"
     python3 - "$json" "$name" <<'PY'
-import json, sys
+import json, re, sys
 path, name = sys.argv[1:]
 d = json.load(open(path))
 d["step"] = name
+# The redemption's commands (not the seeding's SETs): Redis CPU per call.
+stats = {}
+for line in open(path + ".commandstats"):
+    m = re.match(r"cmdstat_(\w+):calls=(\d+),usec=(\d+),usec_per_call=([\d.]+)", line)
+    if m and m.group(1) in ("evalsha", "eval", "getdel", "wait"):
+        stats[m.group(1)] = {"calls": int(m.group(2)), "usec_per_call": float(m.group(4))}
+d["redis_commands"] = stats
 json.dump(d, open(path, "w"), indent=1)
 PY
     return $status
@@ -277,16 +287,19 @@ print("Reference, redis-benchmark on the same Redis in the same run (requests/s,
 for row in csv.reader(open(f"{out}/redis-benchmark.csv")):
     print(f"  {row[0].split(' ')[0]:<7} {float(row[1]):>9.0f}/s  p50 {row[3]}")
 print()
-print("| step | redemptions/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | CPU µs/req: service | Redis | loadgen | service RSS MiB (peak) | exactly once |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| step | redemptions/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | CPU µs/req: service | Redis | loadgen | Redis µs/call | service RSS MiB (peak) | exactly once |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for path in sorted(glob.glob(f"{out}/step-*.json")):
     d = json.load(open(path))
     l = d.get("latency_ms") or {}
     cpu = d.get("cpu_us_per_request", {})
     mem = d.get("memory_mib", {}).get("server", {})
+    cmds = ", ".join(f"{k} {v['usec_per_call']:.2f}"
+                     for k, v in sorted(d.get("redis_commands", {}).items())) or "-"
     print(f"| {d['step']} | {d['redemptions_per_s']:.0f} | {l.get('p50', 0):.2f} | {l.get('p90', 0):.2f} | "
           f"{l.get('p99', 0):.2f} | {l.get('p999', 0):.2f} | {l.get('max', 0):.2f} | "
           f"{cpu.get('server', 0):.1f} | {cpu.get('redis', 0):.1f} | {cpu.get('loadgen', 0):.1f} | "
+          f"{cmds} | "
           f"{mem.get('rss', 0):.1f} ({mem.get('peak', 0):.1f}) | {'PASS' if d['passed'] else 'FAIL'} |")
 PY
 exit $failed
