@@ -81,13 +81,22 @@ pub struct RedisSettings {
 /// What `rediss://` connections trust and present beyond the URL, as PEM.
 /// The server's name is always verified against its certificate: the
 /// client is built without redis-rs's `insecure` feature.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct RedisTls {
     /// The CA certificates that sign the servers'; `None`: the system's
     /// trust store.
     pub ca: Option<Vec<u8>>,
     /// The certificate the service presents (mutual TLS).
     pub client: Option<crate::tls::ClientIdentity>,
+}
+
+impl std::fmt::Debug for RedisTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTls")
+            .field("ca_bytes", &self.ca.as_ref().map(Vec::len))
+            .field("client", &self.client)
+            .finish()
+    }
 }
 
 impl RedisTls {

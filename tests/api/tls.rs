@@ -570,3 +570,35 @@ async fn the_listener_certificate_is_reloaded_when_its_files_change() {
         200
     );
 }
+
+/// The password from its file and the client key never show in `Debug`
+/// output of the settings that carry them.
+#[test]
+fn redis_credentials_stay_out_of_debug_output() {
+    use token_endpoint::config::RedisFiles;
+    let pki = TestPki::new();
+    let password_file = pki.dir().join("password");
+    std::fs::write(&password_file, "hunter2-from-a-secret\n").unwrap();
+    let (password, tls) = token_endpoint::service::redis_access(&RedisFiles {
+        password: Some(password_file),
+        ca: Some(pki.ca_file.clone()),
+        client: Some(pki.client.clone()),
+    })
+    .unwrap();
+    let settings = token_endpoint::store::RedisSettings {
+        url: "rediss://user@redis.example:6380".to_owned().into(),
+        topology: token_endpoint::store::RedisTopology::Standalone,
+        keys: token_endpoint::store::KeySpace::default(),
+        connect_timeout: Duration::from_secs(1),
+        command_timeout: Duration::from_secs(1),
+        replica_acks: 0,
+        password,
+        tls,
+    };
+    let debug = format!("{settings:?}");
+    let key = std::fs::read_to_string(&pki.client.key).unwrap();
+    let key_body = key.lines().nth(1).unwrap();
+    assert!(!debug.contains("hunter2"), "{debug}");
+    assert!(!debug.contains(key_body), "{debug}");
+    assert!(!debug.contains("PRIVATE KEY"), "{debug}");
+}
