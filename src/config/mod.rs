@@ -223,6 +223,17 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             .map(Duration::from_millis)
     }
 
+    /// Seconds in `range`, `default` when unset.
+    fn seconds(
+        &self,
+        name: &'static str,
+        default: u64,
+        range: RangeInclusive<u64>,
+    ) -> Result<Duration, ConfigError> {
+        self.number(name, default, range, "seconds")
+            .map(Duration::from_secs)
+    }
+
     /// One of `choices`, `None` when unset.
     fn choice(
         &self,
@@ -304,12 +315,7 @@ impl Settings {
         let tls = match vars.pair("TOKEN_ENDPOINT_TLS_CERT_FILE", "TOKEN_ENDPOINT_TLS_KEY_FILE")? {
             Some(files) => Some(ListenerTls {
                 files,
-                reload_every: Duration::from_secs(vars.number(
-                    "TOKEN_ENDPOINT_TLS_RELOAD_SECS",
-                    10,
-                    1..=3600,
-                    "seconds",
-                )?),
+                reload_every: vars.seconds("TOKEN_ENDPOINT_TLS_RELOAD_SECS", 10, 1..=3600)?,
             }),
             None if vars.is_set("TOKEN_ENDPOINT_TLS_RELOAD_SECS")? => {
                 return Err(ConfigError::new(
@@ -419,12 +425,7 @@ impl Settings {
         // grants nothing by itself (every request is checked against its
         // client's origins before anything is consumed), so the longest
         // time a browser keeps it costs no safety and saves a round trip.
-        let cors_max_age = Duration::from_secs(vars.number(
-            "TOKEN_ENDPOINT_CORS_MAX_AGE_SECS",
-            7200,
-            0..=86_400,
-            "seconds",
-        )?);
+        let cors_max_age = vars.seconds("TOKEN_ENDPOINT_CORS_MAX_AGE_SECS", 7200, 0..=86_400)?;
 
         Ok(Self {
             cors_max_age,
@@ -639,12 +640,7 @@ impl Settings {
                     1..=1_000_000,
                     "failures",
                 )? as u32,
-                window: Duration::from_secs(vars.number(
-                    "TOKEN_ENDPOINT_AUTH_FAILURE_WINDOW_SECS",
-                    60,
-                    1..=86_400,
-                    "seconds",
-                )?),
+                window: vars.seconds("TOKEN_ENDPOINT_AUTH_FAILURE_WINDOW_SECS", 60, 1..=86_400)?,
             },
             client_address_header,
         })

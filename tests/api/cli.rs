@@ -880,20 +880,8 @@ fn redis_that_refuses_the_service_stops_start_up() {
         .query::<()>(&mut admin)
         .unwrap();
     redis::cmd("ACL")
-        .arg(&[
-            "SETUSER",
-            "tokens",
-            "on",
-            ">tokens-pw",
-            "~oauth:*",
-            "+ping",
-            "+evalsha",
-            "+script|load",
-            "+get",
-            "+set",
-            "+del",
-            "+wait",
-        ])
+        .arg(&["SETUSER", "tokens", "on", ">tokens-pw"])
+        .arg(ACL_RULES)
         .query::<()>(&mut admin)
         .unwrap();
     let files = AppFiles::new();

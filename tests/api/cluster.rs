@@ -14,27 +14,7 @@ async fn redemption_replay_and_refusal_on_a_cluster() {
     let app = spawn_app_on(None, Arc::new(AppFiles::new()), cluster.tweak()).await;
     assert_eq!(app.get("/readyz").await.status(), 200);
 
-    let issued = app.issue(grant("public-app")).await;
-    let mut wrong = TestApp::form(&issued, "public-app");
-    for (name, value) in wrong.iter_mut() {
-        if *name == "code_verifier" {
-            *value = "x".repeat(43);
-        }
-    }
-    let refused = app.post_form(&wrong).await;
-    assert_eq!((refused.status, refused.error()), (400, "invalid_grant"));
-
-    let answer = app.post_form(&TestApp::form(&issued, "public-app")).await;
-    assert_eq!(answer.status, 200, "{answer:?}");
-    let jwks = app.jwks().await;
-    verify_jwt(
-        answer.body["access_token"].as_str().expect("access_token"),
-        &jwks,
-        "https://api.test",
-    );
-
-    let replay = app.post_form(&TestApp::form(&issued, "public-app")).await;
-    assert_eq!((replay.status, replay.error()), (400, "invalid_grant"));
+    redemption_contract(&app).await;
     assert_eq!(app.metric("code_replays_total").await, 1.0);
     assert_eq!(app.requests("success", "issued").await, 1.0);
 

@@ -10,3 +10,42 @@ pub use token_endpoint_test_support::*;
 /// neighbour instead. Held for the load phase of each.
 #[cfg(feature = "slow-tests")]
 pub static ONE_LOAD_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The redemption contract, over whatever `app` stores in: a wrong
+/// verifier is refused and consumes nothing, the right one redeems with
+/// verifiable tokens, a replay is refused.
+pub async fn redemption_contract(app: &TestApp) {
+    let issued = app.issue(grant("public-app")).await;
+    let mut wrong = TestApp::form(&issued, "public-app");
+    for (name, value) in wrong.iter_mut() {
+        if *name == "code_verifier" {
+            *value = "x".repeat(43);
+        }
+    }
+    let refused = app.post_form(&wrong).await;
+    assert_eq!((refused.status, refused.error()), (400, "invalid_grant"));
+    let answer = app.post_form(&TestApp::form(&issued, "public-app")).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    verify_jwt(
+        answer.body["access_token"].as_str().expect("access_token"),
+        &app.jwks().await,
+        "https://api.test",
+    );
+    let replay = app.post_form(&TestApp::form(&issued, "public-app")).await;
+    assert_eq!((replay.status, replay.error()), (400, "invalid_grant"));
+}
+
+/// The ACL rules of docs/production-redis.md, for the key prefix `oauth:`.
+pub const ACL_RULES: &[&str] = &[
+    "resetkeys",
+    "~oauth:*",
+    "resetchannels",
+    "-@all",
+    "+ping",
+    "+evalsha",
+    "+script|load",
+    "+get",
+    "+set",
+    "+del",
+    "+wait",
+];

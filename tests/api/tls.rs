@@ -57,30 +57,6 @@ async fn refusal(server: &RedisServer, url: String, files: RedisFiles) -> Config
     }
 }
 
-/// The redemption contract, over whatever `app` stores in: a wrong
-/// verifier is refused and consumes nothing, the right one redeems with
-/// verifiable tokens, a replay is refused.
-async fn redemption_contract(app: &TestApp) {
-    let issued = app.issue(grant("public-app")).await;
-    let mut wrong = TestApp::form(&issued, "public-app");
-    for (name, value) in wrong.iter_mut() {
-        if *name == "code_verifier" {
-            *value = "x".repeat(43);
-        }
-    }
-    let refused = app.post_form(&wrong).await;
-    assert_eq!((refused.status, refused.error()), (400, "invalid_grant"));
-    let answer = app.post_form(&TestApp::form(&issued, "public-app")).await;
-    assert_eq!(answer.status, 200, "{answer:?}");
-    verify_jwt(
-        answer.body["access_token"].as_str().expect("access_token"),
-        &app.jwks().await,
-        "https://api.test",
-    );
-    let replay = app.post_form(&TestApp::form(&issued, "public-app")).await;
-    assert_eq!((replay.status, replay.error()), (400, "invalid_grant"));
-}
-
 /// Each of `codes` codes presented 8 times at once: exactly one 200 each.
 async fn exactly_once_race(app: &TestApp, codes: usize) {
     let mut issued = Vec::with_capacity(codes);
@@ -144,21 +120,6 @@ async fn an_acl_user_with_a_client_certificate_and_a_password_file() {
     let app = app_over_tls(server, url, files).await;
     redemption_contract(&app).await;
 }
-
-/// The ACL rules of docs/production-redis.md, for the key prefix `oauth:`.
-const ACL_RULES: &[&str] = &[
-    "resetkeys",
-    "~oauth:*",
-    "resetchannels",
-    "-@all",
-    "+ping",
-    "+evalsha",
-    "+script|load",
-    "+get",
-    "+set",
-    "+del",
-    "+wait",
-];
 
 /// Create `user` with `password` and `rules` through the plain port.
 fn acl_user(server: &RedisServer, user: &str, password: &str, rules: &[&str]) {
