@@ -15,15 +15,18 @@
 #   mix             closed loop with $MIX (replays, wrong verifiers, unknown codes)
 #   soak:SECONDS    open loop at $SOAK_RATE for SECONDS, in 60 s rounds, RSS after each
 #   reconnect       closed loop, every request on a new connection (Connection: close)
-#   minimal         the closed step against minimal-handler (loadtest/src/bin): one
-#                   GETDEL and the same two signatures, nothing else; the least
-#                   work a redemption needs, on the same Redis, key and workers
+#   minimal         closed@minimal
 #
 #   STEP@rediss     the step against a second service on the same Redis over TLS
 #                   (rediss:// to its TLS port, a CA made for the run)
 #   STEP@https      the step against a third service whose own listener speaks TLS
 #                   (the generator trusts the run's CA); reconnect@https pays a
 #                   TLS handshake per request
+#   STEP@minimal    the step against minimal-handler (loadtest/src/bin): one
+#                   GETDEL and the same two signatures, nothing else; the least
+#                   work a redemption needs, on the same Redis, keys and workers
+#   STEP@b          the step against a service built from another commit
+#                   (SERVER_BIN_B), on the same Redis: an A/B pair in one run
 #   Only one service is under load at a time; the others idle.
 #
 # Settings (environment)
@@ -40,8 +43,9 @@
 #   REPLICA=0            1: give the private Redis a replica, to measure
 #                        SERVER_ENV=TOKEN_ENDPOINT_REDIS_REPLICA_ACKS=1 (WAIT)
 #   OUT=target/loadtest  where logs, JSON summaries and the table go
-#   SERVER_BIN=          another build of the service to measure (A/B against
-#                        an older commit: build it with its own CARGO_TARGET_DIR)
+#   SERVER_BIN=          another build of the service to measure
+#   SERVER_BIN_B=        the build STEP@b runs (another commit, built with its own
+#                        CARGO_TARGET_DIR), for A/B pairs in the same run
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -151,7 +155,7 @@ start_service() {
     env TOKEN_ENDPOINT_BIND="127.0.0.1:$port" TOKEN_ENDPOINT_WORKERS="$WORKERS" \
         TOKEN_ENDPOINT_ISSUER=https://id.loadtest TOKEN_ENDPOINT_REDIS_URL="$redis_url" \
         TOKEN_ENDPOINT_CLIENTS_FILE="$RUN_DIR/clients.toml" TOKEN_ENDPOINT_SIGNING_KEYS="$KEYS" \
-        TOKEN_ENDPOINT_LOG=warn "$@" $SERVER_ENV "$BIN" serve >"$OUT/server-$name.log" 2>&1 &
+        TOKEN_ENDPOINT_LOG=warn "$@" $SERVER_ENV "${SERVICE_BIN:-$BIN}" serve >"$OUT/server-$name.log" 2>&1 &
     SERVICE_PID=$!
     PIDS+=("$SERVICE_PID")
     SERVICE_TARGET="$scheme://127.0.0.1:$port"
@@ -172,7 +176,7 @@ start_service plain "$REDIS_URL"
 SERVER_PID=$SERVICE_PID
 TARGET=$SERVICE_TARGET
 case " ${STEPS[*]} " in
-    *" minimal "*)
+    *" minimal "* | *"@minimal "*)
         MINIMAL_PORT=$(free_port)
         env MINIMAL_BIND="127.0.0.1:$MINIMAL_PORT" TOKEN_ENDPOINT_REDIS_URL="$REDIS_URL" \
             TOKEN_ENDPOINT_SIGNING_KEYS="$KEYS" TOKEN_ENDPOINT_WORKERS="$WORKERS" \
@@ -195,6 +199,12 @@ if [ -n "$REDIS_TLS_PORT" ]; then
         TOKEN_ENDPOINT_TLS_CERT_FILE="$TLS_DIR/server.pem" TOKEN_ENDPOINT_TLS_KEY_FILE="$TLS_DIR/server.key"
     HTTPS_PID=$SERVICE_PID
     HTTPS_TARGET=$SERVICE_TARGET
+fi
+
+if [ -n "${SERVER_BIN_B:-}" ]; then
+    SERVICE_BIN=$SERVER_BIN_B start_service b "$REDIS_URL"
+    B_PID=$SERVICE_PID
+    B_TARGET=$SERVICE_TARGET
 fi
 
 echo "== reference: redis-benchmark on the same Redis, $CONNECTIONS clients" >&2
@@ -233,7 +243,7 @@ d["step"] = name
 stats = {}
 for line in open(path + ".commandstats"):
     m = re.match(r"cmdstat_(\w+):calls=(\d+),usec=(\d+),usec_per_call=([\d.]+)", line)
-    if m and m.group(1) in ("evalsha", "eval", "getdel", "wait"):
+    if m and m.group(1) in ("evalsha", "eval", "get", "getdel", "exec", "wait"):
         stats[m.group(1)] = {"calls": int(m.group(2)), "usec_per_call": float(m.group(4))}
 d["redis_commands"] = stats
 json.dump(d, open(path, "w"), indent=1)
@@ -251,7 +261,10 @@ for step in "${STEPS[@]}"; do
         rediss) STEP_TARGET=$REDISS_TARGET; STEP_PID=$REDISS_PID; suffix=", Redis over TLS" ;;
         https) STEP_TARGET=$HTTPS_TARGET; STEP_PID=$HTTPS_PID; suffix=", HTTPS listener"
                STEP_ARGS=(--ca-file "$TLS_DIR/ca.pem") ;;
-        *) echo "error: unknown variant @$variant (rediss or https)" >&2; exit 2 ;;
+        minimal) STEP_TARGET=$MINIMAL_TARGET; STEP_PID=$MINIMAL_PID; suffix=", minimal handler" ;;
+        b) [ -n "${B_PID:-}" ] || { echo "error: STEP@b needs SERVER_BIN_B" >&2; exit 2; }
+           STEP_TARGET=$B_TARGET; STEP_PID=$B_PID; suffix=", build B" ;;
+        *) echo "error: unknown variant @$variant (rediss, https, minimal or b)" >&2; exit 2 ;;
     esac
     case "$step" in
         closed) loadgen_step "closed, $CONNECTIONS conns$suffix" --codes "$CODES" || failed=1 ;;
