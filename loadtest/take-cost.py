@@ -2,11 +2,14 @@
 """What the take costs Redis, piece by piece (issue 16's decomposition).
 
 Starts a private redis-server, stores one code record, and runs
-`redis-benchmark` on `EVALSHA` of variants of src/store/take_code.lua with
-the service's keys and arguments, reading Redis's own `usec_per_call`
-(INFO commandstats) for each. The variants that take the code cannot run
-200,000 times on one record, so the whole script is measured without its
-`DEL` (the record stays); `GETDEL` is the least a take can cost.
+`redis-benchmark` on `EVALSHA` of variants of the Lua take the service used
+until 2026-11-30 (`take_code.lua`, read from git history: commit fe9fd6b)
+with its keys and arguments, and on the native commands that replaced it,
+reading Redis's own `usec_per_call` (INFO commandstats) for each. The
+variants that take the code cannot run 200,000 times on one record, so the
+whole script is measured without its `DEL` (the record stays); `GETDEL` is
+the least a take can cost. (`MULTI`/`EXEC` cannot be driven by
+redis-benchmark; `loadtest/run.sh` reports them under load.)
 
     python3 loadtest/take-cost.py [ROUNDS]      (default 3; needs redis-server, redis-benchmark)
 """
@@ -53,7 +56,8 @@ ARGS = ["loadtest", "1", "https://app.test/cb",
         "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", "0", "gid 1764400600", "600"]
 cli("SET", KEYS[0], RECORD)
 
-take = open("src/store/take_code.lua", encoding="utf-8").read()
+take = subprocess.run(["git", "show", "fe9fd6b:src/store/take_code.lua"],
+                      capture_output=True, text=True, check=True).stdout
 keep = take.replace("redis.call('DEL', KEYS[1])\nredis.call('SET'", "redis.call('SET'")
 assert keep != take, "take_code.lua changed: update the DEL this script removes"
 no_sha = keep.replace(
@@ -83,12 +87,17 @@ def per_call(command, args):
 try:
     results = {name: [] for name, _ in VARIANTS}
     results["GETDEL (native, for reference)"] = []
+    results["GET of the record (native, the take's first step)"] = []
+    results["SET of the used marker EX NX (native, in the MULTI)"] = []
     for _ in range(ROUNDS):
         for name, source in VARIANTS:
             sha = cli("SCRIPT", "LOAD", source)
             results[name].append(per_call("EVALSHA", [sha, "2", *KEYS, *ARGS]))
         # GETDEL of a missing key after the first: the command's own cost.
         results["GETDEL (native, for reference)"].append(per_call("GETDEL", ["oauth:code:{gone}"]))
+        results["GET of the record (native, the take's first step)"].append(per_call("GET", [KEYS[0]]))
+        results["SET of the used marker EX NX (native, in the MULTI)"].append(
+            per_call("SET", [KEYS[1], ARGS[6], "EX", ARGS[7], "NX"]))
     print(f"Redis CPU per call, µs (Redis's usec_per_call), {ROUNDS} rounds:")
     for name, values in results.items():
         print(f"  {name:50s} {' '.join(f'{v:6.2f}' for v in values)}")

@@ -15,7 +15,7 @@
 //!   RFC 6749 §5.2 code and HTTP status.
 //! - [`contract`]: the login frontend's contract: the code record and its
 //!   checks, and the frontend's side (issue a code).
-//! - [`store`]: where codes live: Redis (the Lua take; standalone, Cluster
+//! - [`store`]: where codes live: Redis (`GET`, checks, `MULTI`; standalone, Cluster
 //!   or Sentinel, over TLS or not) or the embedded map, both exactly once.
 //! - [`clients`]: the client registry and web origins.
 //! - [`tokens`]: keys, JWKS and the minting of access and ID tokens.

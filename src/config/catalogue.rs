@@ -53,7 +53,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc {
         name: "TOKEN_ENDPOINT_REDIS_URL",
         default: "unset: embedded store",
-        meaning: "`redis://[[user]:password@]host:port/db`, `rediss://` (TLS, [production-redis.md](production-redis.md)), `unix://`. At start-up the service authenticates, runs `PING` and loads its script: a wrong password, a missing ACL permission, a certificate that does not verify or an unreachable server stops it, naming the setting at fault",
+        meaning: "`redis://[[user]:password@]host:port/db`, `rediss://` (TLS, [production-redis.md](production-redis.md)), `unix://`. At start-up the service authenticates, runs `PING` and each command a redemption sends: a wrong password, a missing ACL permission, a certificate that does not verify or an unreachable server stops it, naming the setting at fault",
     },
     SettingDoc {
         name: "TOKEN_ENDPOINT_REDIS_PASSWORD_FILE",

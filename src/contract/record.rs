@@ -106,12 +106,11 @@ fn describe(e: &serde_json::Error) -> String {
 }
 
 impl CodeRecord {
-    /// The record in `raw`, read as `take_code.lua` reads it. A member named
-    /// twice counts by its last occurrence, as cjson, ECMAScript's
+    /// The record in `raw`: the one reading of a record, on every store. A
+    /// member named twice counts by its last occurrence, as ECMAScript's
     /// `JSON.parse` and RFC 7519 §4's second option read it; serde refuses
     /// a duplicated field, so such a record is read again through a map,
-    /// which keeps the last. The two stores must never disagree on what a
-    /// record says (docs/contract.md, "Duplicated members").
+    /// which keeps the last (docs/contract.md, "Duplicated members").
     pub fn parse(raw: &[u8]) -> Result<Self, BadRecord> {
         match serde_json::from_slice(raw) {
             Err(e) if e.is_data() && e.to_string().starts_with("duplicate field ") => {
@@ -158,8 +157,8 @@ pub enum Mismatch {
     Pkce,
 }
 
-/// The checks of RFC 6749 §4.1.3 and RFC 7636 §4.6, in the order the Redis
-/// script makes them (`store/take_code.lua` mirrors this function).
+/// The checks of RFC 6749 §4.1.3 and RFC 7636 §4.6, made before anything is
+/// consumed, on every store.
 ///
 /// - the code was issued to this client;
 /// - `redirect_uri` is present and identical when the authorization request
@@ -325,7 +324,7 @@ mod tests {
     }
 
     /// A member named twice counts by its last occurrence, however it is
-    /// spelled, as `take_code.lua`'s cjson reads it.
+    /// spelled.
     #[test]
     fn a_member_named_twice_counts_by_its_last_occurrence() {
         let record = crate::contract::frontend::prepare(crate::contract::frontend::Grant::new(

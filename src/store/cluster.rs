@@ -5,7 +5,8 @@
 //! state machine. While it recovers from a failed node (a slot refresh,
 //! reconnecting) it dispatches no request at all, so one dead master stalls
 //! the healthy ones too (docs/operations.md, "Redis Cluster: one shard
-//! down"). A take is one single-slot `EVALSHA`, so routing it is small:
+//! down"). A take touches the keys of one hash tag (a `GET`, then a `MULTI`), so
+//! routing it is small:
 //!
 //! - the slot of the command's key (CRC16 of its hash tag) names a node in
 //!   the slot map, and the command goes on that node's connection;
@@ -168,8 +169,9 @@ pub fn slot_of(key: &[u8]) -> u16 {
     crc16::State::<crc16::XMODEM>::calculate(tagged.unwrap_or(key)) % SLOT_COUNT
 }
 
-/// The key a command is routed by: the first key of `EVALSHA`/`EVAL`, or
-/// the first argument of the single-key commands the service sends.
+/// The key a command is routed by: the first key of `EVALSHA`/`EVAL` (the
+/// load generator's tools), or the first argument of the single-key
+/// commands the service sends.
 fn key_of(cmd: &Cmd) -> Option<&[u8]> {
     let mut args = cmd.args_iter().map(|arg| match arg {
         redis::Arg::Simple(bytes) => bytes,
@@ -181,7 +183,9 @@ fn key_of(cmd: &Cmd) -> Option<&[u8]> {
         let keys: usize = std::str::from_utf8(args.next()?).ok()?.parse().ok()?;
         return if keys > 0 { args.next() } else { None };
     }
-    const SINGLE_KEY: [&[u8]; 7] = [b"GET", b"SET", b"DEL", b"EXISTS", b"SETEX", b"TTL", b"PTTL"];
+    const SINGLE_KEY: [&[u8]; 8] = [
+        b"GET", b"GETDEL", b"SET", b"DEL", b"EXISTS", b"SETEX", b"TTL", b"PTTL",
+    ];
     SINGLE_KEY
         .iter()
         .any(|c| name.eq_ignore_ascii_case(c))
@@ -629,9 +633,17 @@ impl ConnectionLike for ClusterRouter {
                     RedisError::from((ErrorKind::ClusterConnectionNotFound, "no master is known"))
                 })?;
             let mut conn = self.inner.connection(&node).await?;
+            // A redirection or a changing cluster is not followed here
+            // (the request gets a 503 and is retried); the map is refreshed.
             conn.req_packed_commands(pipeline, offset, count)
                 .await
-                .inspect_err(|e| self.inner.failed(&node, e))
+                .inspect_err(|e| {
+                    self.inner.failed(&node, e);
+                    self.inner.note_topology(e);
+                    if e.redirect_node().is_some() {
+                        self.inner.refresh_soon();
+                    }
+                })
         })
     }
 

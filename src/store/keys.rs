@@ -4,7 +4,7 @@
 ///
 /// Every key derived from one code carries the code inside `{...}`, a Redis
 /// Cluster hash tag, so the record and its used marker share a slot and one
-/// script can touch both.
+/// `MULTI` can touch both.
 #[derive(Debug, Clone)]
 pub struct KeySpace {
     prefix: String,

@@ -24,7 +24,7 @@ struct Entry {
 
 /// Codes and used markers share one map (keyed by code) so that taking a code
 /// and leaving its marker happen under one shard lock: atomic, like the Redis
-/// script.
+/// `MULTI`.
 #[derive(Clone, Default)]
 pub struct MemoryStore {
     codes: Arc<DashMap<String, Entry>>,

@@ -42,10 +42,11 @@ pub const ACL_RULES: &[&str] = &[
     "resetchannels",
     "-@all",
     "+ping",
-    "+evalsha",
-    "+script|load",
     "+get",
+    "+getdel",
     "+set",
     "+del",
+    "+multi",
+    "+exec",
     "+wait",
 ];

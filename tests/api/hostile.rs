@@ -365,10 +365,10 @@ async fn resource_granted_within_audience(
 // What the properties found, kept as plain tests
 // ---------------------------------------------------------------------------
 
-/// A bad record that take_code.lua can read (here: `sub` is missing, which
-/// only the service checks) is removed by the first redemption, so a second
-/// one finds no code: `unknown_code`, not a replay (docs/contract.md: the
-/// record is removed, no request could ever redeem it).
+/// A bad record (here: `sub` is missing) is removed by the first
+/// redemption, so a second one finds no code: `unknown_code`, not a replay
+/// (docs/contract.md: the record is removed, no request could ever redeem
+/// it).
 mod bad_record_retried_is_unknown_not_a_replay {
     use crate::helpers::Backend;
 
@@ -377,11 +377,12 @@ mod bad_record_retried_is_unknown_not_a_replay {
         super::bad_record_retried(Backend::Embedded).await
     }
 
-    /// On Redis the script takes the record, leaving the used marker, before
-    /// the service finds it broken; the service then removes the marker.
-    /// Without that, the retry was answered as a replay, counted in
-    /// `code_replays_total`, logged as a `code_replay` security event, and a
-    /// grant that was never issued was revoked (found by this test).
+    /// With the earlier Lua take, Redis took the record, leaving the used
+    /// marker, before the service found it broken: the retry was answered
+    /// as a replay, counted in `code_replays_total`, logged as a
+    /// `code_replay` security event, and a grant that was never issued was
+    /// revoked (found by this test). The service now reads the record
+    /// before consuming anything.
     #[tokio::test]
     async fn redis() {
         super::bad_record_retried(Backend::Redis).await
@@ -408,8 +409,8 @@ async fn bad_record_retried(backend: Backend) {
 }
 
 /// A record with a member twice is read by its last occurrence by both
-/// stores, however the name is spelled: `CodeRecord::parse` and
-/// `take_code.lua`'s cjson agree (docs/contract.md, "Duplicated members").
+/// stores, however the name is spelled (docs/contract.md, "Duplicated
+/// members").
 mod duplicated_member_counts_by_its_last_occurrence {
     use crate::helpers::Backend;
 

@@ -5,7 +5,10 @@ use std::time::{Duration, Instant};
 use crate::helpers::*;
 use token_endpoint_test_support::on_every_store;
 
-on_every_store!(replay_is_detected_and_revokes_the_grant);
+on_every_store!(
+    replay_is_detected_and_revokes_the_grant,
+    a_race_revokes_the_winners_grant
+);
 
 /// A second redemption of a redeemed code is `invalid_grant`, counted and
 /// logged as a replay (not as an unknown code), and the grant it produced is
@@ -31,6 +34,27 @@ async fn replay_is_detected_and_revokes_the_grant(backend: Backend) {
     assert_eq!(app.metric("code_replays_total").await, 1.0);
     assert_eq!(app.requests("invalid_grant", "replay").await, 1.0);
     assert_eq!(app.requests("invalid_grant", "unknown_code").await, 0.0);
+}
+
+/// Many identical redemptions at once: one gets tokens, the others are the
+/// owner's replays of *its* grant, which they revoke. On Redis the losers
+/// also passed the checks and ran the take's `MULTI`; their used marker
+/// must not replace the winner's (`SET … NX`), or the replays would revoke
+/// a grant never issued and leave the winner's tokens standing.
+async fn a_race_revokes_the_winners_grant(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let issued = app.issue(grant("public-app")).await;
+    let form = TestApp::form(&issued, "public-app");
+    let answers = futures::future::join_all((0..32).map(|_| app.post_form(&form))).await;
+    let winners: Vec<_> = answers.iter().filter(|a| a.status == 200).collect();
+    assert_eq!(winners.len(), 1, "{answers:?}");
+    for answer in answers.iter().filter(|a| a.status != 200) {
+        answer.assert_error(400, "invalid_grant");
+    }
+    let (_, claims) = jwt_parts(winners[0].body["access_token"].as_str().unwrap());
+    let grant_id = claims["grant_id"].as_str().unwrap();
+    let store = &app.state.redeemer.store();
+    assert!(store.is_grant_revoked(grant_id).await.unwrap());
 }
 
 /// In Redis the marker and the revocation carry TTLs bounded by the access

@@ -217,9 +217,9 @@ async fn what_cannot_work_stops_start_up_naming_the_setting() {
     let pki = TestPki::new();
     let server = RedisServer::start_tls(&pki, true, vec![]);
     acl_user(&server, "token-endpoint", "right", ACL_RULES);
-    let mut no_script = ACL_RULES.to_vec();
-    no_script.retain(|r| !r.starts_with("+eval") && *r != "+script|load");
-    acl_user(&server, "no-script", "right", &no_script);
+    let mut no_getdel = ACL_RULES.to_vec();
+    no_getdel.retain(|r| *r != "+getdel");
+    acl_user(&server, "no-getdel", "right", &no_getdel);
     let port = server.tls_port.unwrap();
     let with_client = |files: RedisFiles| RedisFiles {
         client: Some(pki.client.clone()),
@@ -240,8 +240,8 @@ async fn what_cannot_work_stops_start_up_naming_the_setting() {
             "TOKEN_ENDPOINT_REDIS_PASSWORD_FILE",
         ),
         (
-            "a user without the script commands",
-            format!("rediss://no-script:right@127.0.0.1:{port}"),
+            "a user without GETDEL",
+            format!("rediss://no-getdel:right@127.0.0.1:{port}"),
             with_client(trusting(&pki)),
             "TOKEN_ENDPOINT_REDIS_URL",
         ),
