@@ -108,9 +108,7 @@ impl Metrics {
         // collector reads /proc at scrape time, never on the request path.
         #[cfg(target_os = "linux")]
         registry
-            .register(Box::new(
-                prometheus::process_collector::ProcessCollector::for_self(),
-            ))
+            .register(Box::new(process::ProcessMetrics::new()))
             .expect("the process collector registers once");
         let signing_key_created = register(
             &registry,
@@ -213,6 +211,64 @@ impl Metrics {
     }
 }
 
+#[cfg(target_os = "linux")]
+mod process {
+    //! The `prometheus` crate's process collector, with
+    //! `process_cpu_seconds_total` to the clock tick. The crate's own divides
+    //! the ticks by the tick rate in integers, so it counts whole seconds: a
+    //! lightly loaded replica reads 0 for its first second of CPU, and
+    //! `rate()` over it reads 0 or jumps by whole seconds.
+
+    use prometheus::core::{Collector, Desc};
+    use prometheus::process_collector::ProcessCollector;
+    use prometheus::proto::{self, MetricFamily};
+
+    const CPU_SECONDS: &str = "process_cpu_seconds_total";
+
+    pub struct ProcessMetrics {
+        inner: ProcessCollector,
+    }
+
+    impl ProcessMetrics {
+        pub fn new() -> Self {
+            Self {
+                inner: ProcessCollector::for_self(),
+            }
+        }
+    }
+
+    /// User and system CPU time of this process, in seconds, to the tick
+    /// (`/proc/self/stat`, as the Go client reads it).
+    pub fn cpu_seconds() -> Option<f64> {
+        let stat = procfs::process::Process::myself()
+            .and_then(|p| p.stat())
+            .ok()?;
+        let ticks = procfs::ticks_per_second();
+        (ticks > 0).then(|| (stat.utime + stat.stime) as f64 / ticks as f64)
+    }
+
+    impl Collector for ProcessMetrics {
+        fn desc(&self) -> Vec<&Desc> {
+            self.inner.desc()
+        }
+
+        fn collect(&self) -> Vec<MetricFamily> {
+            let mut families = self.inner.collect();
+            let seconds = cpu_seconds();
+            for family in families.iter_mut().filter(|f| f.name() == CPU_SECONDS) {
+                for metric in family.mut_metric() {
+                    if let Some(seconds) = seconds {
+                        let mut counter = proto::Counter::default();
+                        counter.set_value(seconds);
+                        metric.set_counter(counter);
+                    }
+                }
+            }
+            families
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +287,8 @@ mod tests {
         assert!(text.contains("token_endpoint_signing_key_created_timestamp_seconds"));
         #[cfg(target_os = "linux")]
         assert!(text.contains("process_resident_memory_bytes"), "{text}");
+        #[cfg(target_os = "linux")]
+        cpu_seconds_are_not_cut_to_whole_seconds(&m);
         m.watch_clients(["backend"]);
         let text = String::from_utf8(m.render()).unwrap();
         assert!(
@@ -241,5 +299,35 @@ mod tests {
         let text = String::from_utf8(m.render()).unwrap();
         assert!(text.contains("redis_connections 0"), "{text}");
         assert!(text.contains("redis_connections_opened_total 0"), "{text}");
+    }
+
+    /// `process_cpu_seconds_total` between the process's CPU time read
+    /// just before and just after the scrape, on a reading that is not a
+    /// whole number of seconds: a value cut to whole seconds falls below.
+    #[cfg(target_os = "linux")]
+    fn cpu_seconds_are_not_cut_to_whole_seconds(m: &Metrics) {
+        let (before, text, after) = loop {
+            let before = process::cpu_seconds().unwrap();
+            if before.fract() < 0.005 || before.fract() > 0.995 {
+                // Spin off the whole second (a tick is 10 ms).
+                let until = std::time::Instant::now() + std::time::Duration::from_millis(20);
+                while std::time::Instant::now() < until {
+                    std::hint::black_box(before.sqrt());
+                }
+                continue;
+            }
+            let text = String::from_utf8(m.render()).unwrap();
+            break (before, text, process::cpu_seconds().unwrap());
+        };
+        let value: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("process_cpu_seconds_total "))
+            .expect("process_cpu_seconds_total is rendered")
+            .parse()
+            .unwrap();
+        assert!(
+            (before..=after).contains(&value),
+            "process_cpu_seconds_total {value} outside [{before}, {after}]"
+        );
     }
 }
