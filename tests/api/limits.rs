@@ -199,6 +199,41 @@ async fn a_slow_head_is_cut_off() {
     );
 }
 
+/// At the lowest client timeout the settings accept, a client that sends
+/// its head well within it (50 ms after connecting, against 100 ms) is
+/// answered. actix computes the head's deadline from a clock that lags by
+/// up to 500 ms: before the fix, most such requests got an immediate 408.
+#[tokio::test]
+async fn the_lowest_client_timeout_answers_healthy_requests() {
+    let app = app_with(|s| s.limits.client_timeout = Duration::from_millis(100)).await;
+    let mut timed_out = 0;
+    for _ in 0..40 {
+        let mut stream = TcpStream::connect(("127.0.0.1", port(&app)))
+            .await
+            .expect("connect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut answer = Vec::new();
+        // A write to a connection the server already cut may fail.
+        if stream
+            .write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .is_ok()
+        {
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+        }
+        let text = String::from_utf8_lossy(&answer);
+        if !text.starts_with("HTTP/1.1 200") {
+            assert!(
+                text.is_empty() || text.starts_with("HTTP/1.1 408"),
+                "{text}"
+            );
+            timed_out += 1;
+        }
+    }
+    assert_eq!(timed_out, 0, "{timed_out} of 40 healthy requests timed out");
+}
+
 /// Oversized request heads (over actix-web's 128 KiB, or over its 96 header
 /// lines) are refused by actix with 431 before any handler runs, and the
 /// service goes on serving.
