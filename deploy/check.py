@@ -119,6 +119,13 @@ def registered_metrics():
     return names, histograms
 
 
+def known_settings():
+    """The TOKEN_ENDPOINT_* names src/config/catalogue.rs documents: the
+    service refuses to start with any other (src/config/names.rs)."""
+    with open(os.path.join(ROOT, "src", "config", "catalogue.rs"), encoding="utf-8") as f:
+        return set(re.findall(r'name:\s*"(TOKEN_ENDPOINT_\w+)"', f.read()))
+
+
 def metric_names(expr):
     """Metric names in a PromQL expression.
 
@@ -512,6 +519,24 @@ def cmd_k8s():
             fail(f"configmap.yaml's commented {var}={p} is not a file of any mounted volume")
     ok("the file settings, set and offered, point into the mounted ConfigMap and Secrets: "
        + ", ".join(sorted({var for var, _ in offered} | {"TOKEN_ENDPOINT_CLIENTS_FILE", "TOKEN_ENDPOINT_SIGNING_KEYS"})))
+
+    # A Service named token-endpoint makes Kubernetes inject
+    # TOKEN_ENDPOINT_SERVICE_HOST, TOKEN_ENDPOINT_PORT, ... into every pod of
+    # the namespace. The service recognises them, but none is wanted.
+    if pod.get("enableServiceLinks") is not False:
+        fail("the Deployment's pod spec lacks enableServiceLinks: false")
+    else:
+        ok("enableServiceLinks: false (no TOKEN_ENDPOINT_SERVICE_* variables injected)")
+    known = known_settings()
+    named = set(container_environment(container, objects)) | set(re.findall(
+        r'^\s*#\s*(TOKEN_ENDPOINT_\w+):', open(os.path.join(DEPLOY, "k8s", "configmap.yaml"), encoding="utf-8").read(), re.M))
+    for name, svc in compose["services"].items():
+        named |= {f"{k}" for k in svc.get("environment", {})}
+    unknown = sorted(n for n in named if n.startswith("TOKEN_ENDPOINT_") and n not in known)
+    if unknown:
+        fail(f"not settings of the service (it would refuse to start): {', '.join(unknown)}")
+    else:
+        ok(f"every TOKEN_ENDPOINT_* variable in k8s and compose is a setting ({len(known)} known)")
 
     with open(os.path.join(DEPLOY, "Dockerfile"), encoding="utf-8") as f:
         m = re.search(r"^USER\s+(\d+)", f.read(), re.M)

@@ -34,7 +34,16 @@ enum Command {
     GenerateKey {
         #[arg(long, value_enum, default_value_t = KeyAlg::Es256)]
         alg: KeyAlg,
+        /// Write the key to this new file (mode 0600) rather than to
+        /// standard output; an existing file is never overwritten.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
+    /// Check the configuration without serving: the settings, the keys, the
+    /// clients file, and Redis (reachable, with every command the service
+    /// sends). Prints the settings in effect, secrets redacted; exits 0 when
+    /// `serve` would start, 1 otherwise.
+    Check,
     /// Print the settings (TOKEN_ENDPOINT_* variables) as the table in
     /// docs/configuration.md: their defaults and what each does.
     Settings,
@@ -94,8 +103,9 @@ struct IssueCode {
     /// The PKCE method the code is bound with.
     #[arg(long, value_enum, default_value_t = Method::S256)]
     method: Method,
-    /// Code lifetime in seconds (on the embedded default, 1 to 3600).
-    #[arg(long, default_value_t = 60)]
+    /// Code lifetime in seconds, 1 to 3600, on every store (the bound of
+    /// the embedded default's POST /dev/codes).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     ttl: u64,
     /// How many codes to issue.
     #[arg(long, default_value_t = 1)]
@@ -170,7 +180,8 @@ fn main() -> ExitCode {
             println!("client_secret = {secret}\nclient_secret_sha256 = \"{hash}\"");
             Ok(())
         }
-        Command::GenerateKey { alg } => generate_key(alg),
+        Command::GenerateKey { alg, out } => generate_key(alg, out),
+        Command::Check => runtime.block_on(check()),
         Command::Settings => {
             print!("{}", token_endpoint::config::settings_table());
             Ok(())
@@ -212,6 +223,11 @@ enum CliError {
     },
     #[error("key generation failed")]
     KeyGeneration,
+    #[error("--out {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 fn serve() -> Result<(), CliError> {
@@ -271,7 +287,7 @@ async fn issue_code(args: IssueCode) -> Result<(), CliError> {
             why: "prints one code; use --format json with --count".into(),
         });
     }
-    let ttl = Duration::from_secs(args.ttl.max(1));
+    let ttl = Duration::from_secs(args.ttl);
     let issued = match &args.redis_url {
         Some(url) => {
             let (password, tls) = token_endpoint::service::redis_access(&RedisFiles {
@@ -383,7 +399,38 @@ async fn issue_through_server(
     Ok(out)
 }
 
-fn generate_key(alg: KeyAlg) -> Result<(), CliError> {
+/// `token-endpoint check`: what `serve` does up to binding, then the
+/// settings in effect.
+async fn check() -> Result<(), CliError> {
+    let settings = Settings::from_env()?;
+    telemetry::init(&settings.log_filter, settings.log_format);
+    if let Some(tls) = &settings.tls {
+        token_endpoint::http::tls::server_config(tls)?;
+    }
+    let redeemer = token_endpoint::service::build(&settings).await?;
+    let minter = redeemer.minter();
+    let key = minter.access_token_key();
+    println!("configuration OK: `serve` would start with these settings");
+    for line in token_endpoint::config::effective(|name| std::env::var(name).ok()) {
+        println!("{line}");
+    }
+    println!(
+        "# store: {}; issuer: {}; signing key: kid {} ({}); clients: {}",
+        redeemer.store().kind(),
+        settings.issuer,
+        key.kid(),
+        token_endpoint::tokens::keys::alg_name(key.alg()),
+        redeemer
+            .clients()
+            .iter()
+            .map(|c| c.client_id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
+fn generate_key(alg: KeyAlg, out: Option<PathBuf>) -> Result<(), CliError> {
     use ring::rand::SystemRandom;
     use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
     let rng = SystemRandom::new();
@@ -397,6 +444,23 @@ fn generate_key(alg: KeyAlg) -> Result<(), CliError> {
             .as_ref()
             .to_vec(),
     };
-    print!("{}", pem::encode(&pem::Pem::new("PRIVATE KEY", der)));
-    Ok(())
+    let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der));
+    let Some(path) = out else {
+        print!("{pem}");
+        return Ok(());
+    };
+    // Created only once the key exists, private from its first byte, and
+    // never over another key.
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options.open(&path)?.write_all(pem.as_bytes())
+    };
+    write().map_err(|source| CliError::Write {
+        path: path.display().to_string(),
+        source,
+    })
 }

@@ -138,7 +138,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc {
         name: "TOKEN_ENDPOINT_CLIENT_TIMEOUT_MS",
         default: "`5000`",
-        meaning: "a client has this long to send its request head (past it actix answers 408 and closes), and again this long for its body (408, `invalid_request`) (100–60000)",
+        meaning: "a client has at least this long to send its request head (past it actix answers 408 and closes; actix's clock steps by 500 ms, so the cut comes up to 500 ms later), and again this long for its body (408, `invalid_request`) (100–60000)",
     },
     SettingDoc {
         name: "TOKEN_ENDPOINT_MAX_CONNECTIONS",
@@ -202,4 +202,68 @@ pub fn settings_table() -> String {
         ));
     }
     table
+}
+
+/// The settings in effect, one line each, for `token-endpoint check`:
+/// `NAME=value` for those set (a password in a Redis URL redacted), and a
+/// comment with the default for the others.
+pub fn effective(lookup: impl Fn(&str) -> Option<String>) -> Vec<String> {
+    SETTINGS
+        .iter()
+        .map(|s| match lookup(s.name) {
+            Some(value) if s.name == "TOKEN_ENDPOINT_REDIS_URL" => {
+                format!("{}={}", s.name, redact_urls(&value))
+            }
+            Some(value) => format!("{}={value}", s.name),
+            None => format!("# {} unset: {}", s.name, s.default.replace('`', "")),
+        })
+        .collect()
+}
+
+/// Comma-separated Redis URLs with any password replaced; one that does
+/// not parse is not printed at all (it could hold anything).
+fn redact_urls(urls: &str) -> String {
+    urls.split(',')
+        .map(|one| match url::Url::parse(one.trim()) {
+            Ok(mut parsed) => {
+                if parsed.password().is_some() {
+                    // Fails only for URLs that cannot have credentials,
+                    // which a URL with a password is not.
+                    let _ = parsed.set_password(Some("REDACTED"));
+                }
+                parsed.to_string()
+            }
+            Err(_) => "<not a URL; not printed>".to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn effective_settings_redact_redis_passwords() {
+        let lines = effective(|name| match name {
+            "TOKEN_ENDPOINT_REDIS_URL" => Some(
+                "redis://app:s3cret@10.0.0.1:6379,redis://:other@10.0.0.2:6379,redis://10.0.0.3"
+                    .into(),
+            ),
+            "TOKEN_ENDPOINT_WORKERS" => Some("4".into()),
+            _ => None,
+        });
+        let text = lines.join("\n");
+        assert!(
+            !text.contains("s3cret") && !text.contains("other@"),
+            "{text}"
+        );
+        assert!(text.contains("TOKEN_ENDPOINT_REDIS_URL=redis://app:REDACTED@10.0.0.1:6379,redis://:REDACTED@10.0.0.2:6379,redis://10.0.0.3"), "{text}");
+        assert!(text.contains("\nTOKEN_ENDPOINT_WORKERS=4\n"), "{text}");
+        assert!(
+            text.contains("# TOKEN_ENDPOINT_BIND unset: 127.0.0.1:8080"),
+            "{text}"
+        );
+        assert_eq!(lines.len(), SETTINGS.len());
+    }
 }

@@ -13,20 +13,23 @@ use crate::grant::abuse::AuthLimits;
 use crate::store::{KeySpace, RedisTopology};
 
 mod catalogue;
-pub use catalogue::{settings_table, SettingDoc, SETTINGS};
+mod names;
+pub use catalogue::{effective, settings_table, SettingDoc, SETTINGS};
+pub use names::check_names;
 
 /// A setting that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("{setting}: {reason}")]
 pub struct ConfigError {
-    pub setting: &'static str,
+    /// The setting at fault: a documented one, or an unknown variable.
+    pub setting: std::borrow::Cow<'static, str>,
     pub reason: String,
 }
 
 impl ConfigError {
     pub fn new(setting: &'static str, reason: impl Into<String>) -> Self {
         Self {
-            setting,
+            setting: setting.into(),
             reason: reason.into(),
         }
     }
@@ -286,8 +289,18 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
 }
 
 impl Settings {
-    /// Read the settings from the process environment.
+    /// Read the settings from the process environment, after refusing any
+    /// `TOKEN_ENDPOINT_*` variable that is not a setting ([`check_names`]).
     pub fn from_env() -> Result<Self, ConfigError> {
+        let vars: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(name, value)| {
+                Some((
+                    name.into_string().ok()?,
+                    value.to_string_lossy().into_owned(),
+                ))
+            })
+            .collect();
+        check_names(vars.iter().map(|(n, v)| (n.as_str(), v.as_str())))?;
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
@@ -340,6 +353,14 @@ impl Settings {
         let issuer = match vars.get("TOKEN_ENDPOINT_ISSUER")? {
             Some(issuer) => issuer,
             None if production => required("TOKEN_ENDPOINT_ISSUER")?,
+            // The demo's issuer is its bind address, which port 0 does not
+            // name yet: blame the setting that was given.
+            None if bind.port() == 0 => {
+                return Err(ConfigError::new(
+                    "TOKEN_ENDPOINT_BIND",
+                    format!("{bind}: port 0 (any free port) cannot be used without TOKEN_ENDPOINT_ISSUER, which the demo derives from this address; give a port"),
+                ))
+            }
             None => format!("http://{bind}"),
         };
         check_url(
@@ -792,6 +813,20 @@ mod tests {
         );
         let err = settings(&[("TOKEN_ENDPOINT_CORS_MAX_AGE_SECS", "86401")]).unwrap_err();
         assert_eq!(err.setting, "TOKEN_ENDPOINT_CORS_MAX_AGE_SECS");
+    }
+
+    /// The demo derives its issuer from the bind address: port 0 names no
+    /// port yet, and the error names the setting that was given.
+    #[test]
+    fn a_demo_on_port_zero_blames_the_bind_address() {
+        let err = settings(&[("TOKEN_ENDPOINT_BIND", "127.0.0.1:0")]).unwrap_err();
+        assert_eq!(err.setting, "TOKEN_ENDPOINT_BIND", "{err}");
+        assert!(err.reason.contains("port 0"), "{err}");
+        settings(&[
+            ("TOKEN_ENDPOINT_BIND", "127.0.0.1:0"),
+            ("TOKEN_ENDPOINT_ISSUER", "http://127.0.0.1:8080"),
+        ])
+        .unwrap();
     }
 
     #[test]

@@ -1078,3 +1078,191 @@ fn issue_code_refuses_a_key_prefix_the_service_refuses() {
         "{stderr}"
     );
 }
+
+/// Issue 20, item 6: a misspelled setting stops start-up, naming the
+/// variable and the nearest setting. `TOKEN_ENDPOINT_REDIS_URI` would
+/// otherwise have started the zero-configuration demo with `/dev/codes`.
+#[test]
+fn a_misspelled_setting_stops_start_up_naming_the_nearest() {
+    for (typo, value, nearest) in [
+        (
+            "TOKEN_ENDPOINT_REDIS_URI",
+            "redis://127.0.0.1:6379",
+            "TOKEN_ENDPOINT_REDIS_URL",
+        ),
+        ("TOKEN_ENDPOINT_WORKER", "4", "TOKEN_ENDPOINT_WORKERS"),
+        ("TOKEN_ENDPOINT_LOG_LEVEL", "debug", "TOKEN_ENDPOINT_LOG"),
+    ] {
+        for command in [None, Some("check")] {
+            let mut run = Command::new(BIN);
+            run.env_clear()
+                .env("TOKEN_ENDPOINT_BIND", format!("127.0.0.1:{}", free_port()))
+                .env(typo, value);
+            if let Some(command) = command {
+                run.arg(command);
+            }
+            let output = run.output().expect("run the binary");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(!output.status.success(), "{typo} ({command:?}): exited 0");
+            assert!(
+                stderr.contains(&format!("{typo}: is not a setting"))
+                    && stderr.contains(&format!("did you mean {nearest}?")),
+                "{typo} ({command:?}): {stderr}"
+            );
+        }
+    }
+}
+
+/// What Kubernetes injects for a Service named `token-endpoint` (and one
+/// named `token-endpoint-redis`) in every pod of the namespace, unless
+/// `enableServiceLinks: false`, never stops a pod.
+#[test]
+fn kubernetes_service_links_do_not_stop_start_up() {
+    let port = free_port();
+    let links: Vec<(&str, String)> = [
+        ("TOKEN_ENDPOINT_SERVICE_HOST", "10.96.0.11"),
+        ("TOKEN_ENDPOINT_SERVICE_PORT", "80"),
+        ("TOKEN_ENDPOINT_SERVICE_PORT_HTTP", "80"),
+        ("TOKEN_ENDPOINT_PORT", "tcp://10.96.0.11:80"),
+        ("TOKEN_ENDPOINT_PORT_80_TCP", "tcp://10.96.0.11:80"),
+        ("TOKEN_ENDPOINT_PORT_80_TCP_PROTO", "tcp"),
+        ("TOKEN_ENDPOINT_PORT_80_TCP_PORT", "80"),
+        ("TOKEN_ENDPOINT_PORT_80_TCP_ADDR", "10.96.0.11"),
+        ("TOKEN_ENDPOINT_REDIS_SERVICE_HOST", "10.96.0.12"),
+        ("TOKEN_ENDPOINT_REDIS_PORT", "tcp://10.96.0.12:6379"),
+        ("TOKEN_ENDPOINT_REDIS_PORT_6379_TCP_ADDR", "10.96.0.12"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, v.to_owned()))
+    .collect();
+    let _server = start_server(&links, port);
+    assert_eq!(get_status(port, "/livez"), Some(200));
+}
+
+/// `token-endpoint check` on a production-shaped configuration: exit 0
+/// having proved Redis works (the start-up probe), without binding (the
+/// port it names stays someone else's), and the settings in effect printed
+/// with the Redis password redacted.
+#[test]
+fn check_validates_the_configuration_without_serving() {
+    let redis = RedisServer::start_with(vec!["--requirepass".into(), "s3cret-pw".into()]);
+    let files = AppFiles::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bind = taken.local_addr().unwrap().to_string();
+    let url = format!("redis://:s3cret-pw@127.0.0.1:{}", redis.port);
+    let check = |url: &str| {
+        Command::new(BIN)
+            .arg("check")
+            .env_clear()
+            .env("TOKEN_ENDPOINT_BIND", &bind)
+            .envs(production_env(&files, url))
+            .output()
+            .expect("run the binary")
+    };
+    let output = check(&url);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("configuration OK"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "TOKEN_ENDPOINT_REDIS_URL=redis://:REDACTED@127.0.0.1:{}",
+            redis.port
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("TOKEN_ENDPOINT_BIND={bind}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("# store: redis"), "{stdout}");
+    assert!(
+        !stdout.contains("s3cret-pw") && !stderr.contains("s3cret-pw"),
+        "the password was printed: {stdout}\n{stderr}"
+    );
+
+    // The wrong password, and no Redis at all: exit 1 naming the setting.
+    for url in [
+        format!("redis://:wrong@127.0.0.1:{}", redis.port),
+        format!("redis://127.0.0.1:{}", free_port()),
+    ] {
+        let output = check(&url);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{url}: {stderr}");
+        assert!(
+            stderr.contains("TOKEN_ENDPOINT_REDIS_URL"),
+            "{url}: {stderr}"
+        );
+    }
+    drop(taken);
+}
+
+/// `generate-key --out` writes a key that `serve` loads, private from the
+/// start, and never replaces an existing file (a failed run leaves nothing
+/// half-written, unlike a shell redirection).
+#[test]
+fn generate_key_writes_a_private_file_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("signing-key.pem");
+    let generate = || {
+        Command::new(BIN)
+            .args(["generate-key", "--out"])
+            .arg(&path)
+            .output()
+            .expect("run the binary")
+    };
+    assert!(generate().status.success());
+    let pem = std::fs::read_to_string(&path).unwrap();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{pem}");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let again = generate();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--out"));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), pem);
+    let output = Command::new(BIN)
+        .arg("check")
+        .env_clear()
+        .env("TOKEN_ENDPOINT_SIGNING_KEYS", &path)
+        .output()
+        .expect("run the binary");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// `issue-code --ttl` takes 1 to 3600 seconds on every store: 0 became 1 s
+/// on Redis, and 99999 was accepted there while the embedded store refused
+/// it. Refused before anything is written.
+#[test]
+fn issue_code_ttl_has_one_range_on_every_store() {
+    let redis = RedisServer::start();
+    for ttl in ["0", "3601", "99999"] {
+        for store in [
+            vec!["--redis-url".to_owned(), redis.url()],
+            vec![
+                "--server".to_owned(),
+                format!("http://127.0.0.1:{}", free_port()),
+            ],
+        ] {
+            let output = Command::new(BIN)
+                .env_clear()
+                .args(["issue-code", "--ttl", ttl])
+                .args(&store)
+                .output()
+                .expect("run the binary");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(!output.status.success(), "--ttl {ttl} {store:?}: exited 0");
+            assert!(
+                stderr.contains("--ttl") && stderr.contains("1..=3600"),
+                "--ttl {ttl} {store:?}: {stderr}"
+            );
+        }
+    }
+    let mut conn = redis.client().get_connection().unwrap();
+    let keys: i64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
+    assert_eq!(keys, 0, "a refused issue-code wrote to Redis");
+}
