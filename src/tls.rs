@@ -28,10 +28,50 @@ pub fn provider() -> Arc<CryptoProvider> {
         .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
 }
 
-/// A file's bytes.
+/// The most a TLS or password file may hold. A certificate chain is a few
+/// KiB and a CA bundle a few hundred; the listener's files are read again
+/// on every reload tick, so a stray 300 MB file must not be.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// A regular file's bytes, at most [`MAX_FILE_BYTES`]. Anything else is
+/// refused before it is read: a FIFO or a device would block the reading
+/// thread (the listener's reload thread, for good) or never end.
 pub fn read(setting: &'static str, path: &Path) -> Result<Vec<u8>, ConfigError> {
-    std::fs::read(path)
-        .map_err(|e| ConfigError::new(setting, format!("cannot read {}: {e}", path.display())))
+    use std::io::Read;
+    let fail =
+        |why: String| ConfigError::new(setting, format!("cannot read {}: {why}", path.display()));
+    let is_regular = |metadata: &std::fs::Metadata| -> Result<(), ConfigError> {
+        if !metadata.is_file() {
+            return Err(fail("not a regular file".into()));
+        }
+        if metadata.len() > MAX_FILE_BYTES {
+            return Err(fail(format!(
+                "{} bytes, more than the {MAX_FILE_BYTES} a PEM or password file may hold",
+                metadata.len()
+            )));
+        }
+        Ok(())
+    };
+    // Symbolic links are followed (Kubernetes mounts Secrets through them).
+    is_regular(&std::fs::metadata(path).map_err(|e| fail(e.to_string()))?)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    // Replaced by a FIFO between the look and the open: do not wait for a
+    // writer. No effect on a regular file.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options.open(path).map_err(|e| fail(e.to_string()))?;
+    is_regular(&file.metadata().map_err(|e| fail(e.to_string()))?)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(e.to_string()))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(fail(format!(
+            "it grew past the {MAX_FILE_BYTES} bytes a PEM or password file may hold"
+        )));
+    }
+    Ok(bytes)
 }
 
 /// The PEM certificates of a file: at least one.
@@ -118,5 +158,35 @@ impl fmt::Debug for ClientIdentity {
             .field("cert_bytes", &self.cert.len())
             .field("key", &"[REDACTED]")
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_regular_files_up_to_the_cap_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let err = read("TOKEN_ENDPOINT_TLS_CERT_FILE", &fifo).unwrap_err();
+        assert!(err.reason.contains("not a regular file"), "{err}");
+        let err = read("TOKEN_ENDPOINT_TLS_CERT_FILE", dir.path()).unwrap_err();
+        assert!(err.reason.contains("not a regular file"), "{err}");
+        let big = dir.path().join("big.pem");
+        std::fs::write(&big, vec![b'A'; MAX_FILE_BYTES as usize + 1]).unwrap();
+        let err = read("TOKEN_ENDPOINT_TLS_CERT_FILE", &big).unwrap_err();
+        assert!(err.reason.contains("more than the"), "{err}");
+        let fits = dir.path().join("fits.pem");
+        std::fs::write(&fits, vec![b'A'; MAX_FILE_BYTES as usize]).unwrap();
+        assert_eq!(
+            read("TOKEN_ENDPOINT_TLS_CERT_FILE", &fits).unwrap().len() as u64,
+            MAX_FILE_BYTES
+        );
     }
 }

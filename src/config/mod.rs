@@ -530,6 +530,20 @@ impl Settings {
                 "must start with redis://, rediss:// or unix://",
             ));
         }
+        // Every node of a Cluster (the slot map names them by address only)
+        // and every sentinel is reached the way the first seed is: a mix
+        // would quietly turn TLS on or off for most of them.
+        let schemes: std::collections::BTreeSet<String> = urls
+            .iter()
+            .filter_map(|u| url::Url::parse(u).ok())
+            .map(|u| u.scheme().to_owned())
+            .collect();
+        if schemes.contains("redis") && schemes.contains("rediss") {
+            return Err(ConfigError::new(
+                "TOKEN_ENDPOINT_REDIS_URL",
+                "mixes redis:// and rediss:// servers: every node is reached the same way, so use rediss:// for all (TLS) or redis:// for all",
+            ));
+        }
         let files = Self::redis_files(vars, &urls)?;
         let prefix = vars
             .get("TOKEN_ENDPOINT_REDIS_KEY_PREFIX")?
@@ -1068,5 +1082,27 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err.setting, "TOKEN_ENDPOINT_REDIS_URL");
+        // Every node is reached the way the first seed is: no mix.
+        for (mode, urls) in [
+            ("cluster", "rediss://a:7000,redis://b:7001"),
+            ("cluster", "redis://a:7000, rediss://b:7001"),
+            ("sentinel", "redis://a:26379,rediss://b:26379"),
+        ] {
+            let err = with(&[
+                ("TOKEN_ENDPOINT_REDIS_URL", urls),
+                ("TOKEN_ENDPOINT_REDIS_MODE", mode),
+            ])
+            .unwrap_err();
+            assert_eq!(err.setting, "TOKEN_ENDPOINT_REDIS_URL", "{urls}");
+            assert!(err.reason.contains("mixes redis:// and rediss://"), "{err}");
+        }
+        with(&[
+            (
+                "TOKEN_ENDPOINT_REDIS_URL",
+                "rediss://a:7000,rediss://b:7001",
+            ),
+            ("TOKEN_ENDPOINT_REDIS_MODE", "cluster"),
+        ])
+        .unwrap();
     }
 }

@@ -118,7 +118,8 @@ impl RedisSettings {
     /// place of the URL's, and the TLS material (parsed once) on each
     /// `rediss://` address.
     fn servers(&self) -> RedisResult<Vec<ConnectionInfo>> {
-        self.url
+        let servers = self
+            .url
             .expose_secret()
             .split(',')
             .map(str::trim)
@@ -137,7 +138,18 @@ impl RedisSettings {
                 }
                 Ok(info)
             })
-            .collect()
+            .collect::<RedisResult<Vec<_>>>()?;
+        // Cluster nodes beyond the seeds are reached the way the first seed
+        // is: refuse a mix rather than quietly drop or add TLS.
+        let tls = |info: &ConnectionInfo| matches!(info.addr(), ConnectionAddr::TcpTls { .. });
+        if servers.iter().any(tls) && !servers.iter().all(tls) {
+            return Err((
+                redis::ErrorKind::InvalidClientConfig,
+                "the servers mix redis:// and rediss://",
+            )
+                .into());
+        }
+        Ok(servers)
     }
 
     /// A Sentinel client: the URL's servers are the sentinels. The URL's

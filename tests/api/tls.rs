@@ -532,6 +532,42 @@ async fn the_listener_certificate_is_reloaded_when_its_files_change() {
     );
 }
 
+/// A FIFO in place of the certificate (once, it blocked the reload thread
+/// for good, and every later rotation was silently ignored), then a file
+/// far past the size cap: both are refused without blocking, and a good
+/// rotation after them is served.
+#[tokio::test]
+async fn the_reload_survives_a_fifo_and_an_oversized_file() {
+    let first = TestPki::new();
+    let app = https_app(&first, Duration::from_secs(1)).await;
+    assert_eq!(app.get("/livez").await.status(), 200);
+    std::fs::remove_file(&first.server.cert).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&first.server.cert)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    std::fs::remove_file(&first.server.cert).unwrap();
+    std::fs::write(&first.server.cert, vec![b'A'; 8 << 20]).unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Still serving the first certificate all along.
+    assert_eq!(app.get("/livez").await.status(), 200);
+
+    let second = TestPki::named("Rotated CA");
+    std::fs::copy(&second.server.key, &first.server.key).unwrap();
+    std::fs::copy(&second.server.cert, &first.server.cert).unwrap();
+    let url = format!("{}/livez", app.address);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while https_client(&second).get(&url).send().await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rotation after the FIFO was not served within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// The password from its file and the client key never show in `Debug`
 /// output of the settings that carry them.
 #[test]
