@@ -411,3 +411,26 @@ async fn only_post_is_allowed(backend: Backend) {
     assert_eq!(response.headers()["allow"], "OPTIONS, POST");
     assert_eq!(app.get("/nowhere").await.status(), 404);
 }
+
+/// Every `reason` label of `token_requests_total` has its row in the
+/// token endpoint's table (docs/token-endpoint.md), which docs/operations.md
+/// points to for what each means: `slow_body` and `internal` once had none.
+#[test]
+fn every_reason_is_in_the_documented_table() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/token-endpoint.md");
+    let doc = std::fs::read_to_string(path).unwrap();
+    let in_a_row = |reason: &str| {
+        doc.lines()
+            .any(|l| l.starts_with('|') && l.contains(&format!("`{reason}`")))
+    };
+    // `issued` is the success, whose outcome label says so.
+    let missing: Vec<&str> = token_endpoint::grant::error::Reason::ALL
+        .iter()
+        .map(|r| r.as_str())
+        .filter(|&r| r != "issued" && !in_a_row(r))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "reasons without a row in docs/token-endpoint.md: {missing:?}"
+    );
+}
