@@ -17,7 +17,7 @@
 //!   checks, and the frontend's side (issue a code).
 //! - [`store`]: where codes live: Redis (`GET`, checks, `MULTI`; standalone, Cluster
 //!   or Sentinel, over TLS or not) or the embedded map, both exactly once.
-//! - [`clients`]: the client registry and web origins.
+//! - [`clients`]: the client registry, web origins and redirect URIs.
 //! - [`tokens`]: keys, JWKS and the minting of access and ID tokens.
 //! - [`pkce`]: RFC 7636 verifier syntax and S256 verification.
 //! - [`config`]: settings from the environment, each checked at start-up.

@@ -3,6 +3,7 @@
 //! a TOML file (docs/token-endpoint.md, "Client registry").
 
 pub mod origin;
+pub mod redirect;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -16,6 +17,7 @@ use ring::digest::{digest, SHA256};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
+use self::redirect::RedirectUri;
 use crate::tokens::keys::{alg_name, parse_alg};
 use crate::tokens::Recipient;
 
@@ -105,9 +107,10 @@ pub struct Client {
     /// browser origin may.
     pub allowed_cors_origins: Vec<String>,
     /// Where the stand-in login page (`/dev/authorize`) may send this
-    /// client's codes. The token endpoint itself compares the record's
-    /// `redirect_uri`, which the real frontend checked.
-    pub redirect_uris: Vec<String>,
+    /// client's codes ([`Client::allows_redirect_uri`]). The token endpoint
+    /// itself compares the record's `redirect_uri`, which the real frontend
+    /// checked.
+    pub redirect_uris: Vec<RedirectUri>,
     pub access_token_lifetime: Duration,
     pub id_token_lifetime: Duration,
     pub id_token_alg: Algorithm,
@@ -293,6 +296,9 @@ impl ClientRegistry {
                         "http://127.0.0.1/callback".into(),
                         "com.example.demo:/callback".into(),
                     ])
+                    // Constants, each parsed by a test
+                    // (`the_demo_registers_every_redirect_uri`).
+                    .filter_map(|uri| RedirectUri::parse(uri).ok())
                     .collect()
             } else {
                 Vec::new()
@@ -454,18 +460,20 @@ impl ClientEntry {
                 allowed_cors_origins.push(origin);
             }
         }
-        for (i, uri) in self.redirect_uris.iter().enumerate() {
-            if !is_absolute_uri(uri) {
-                return Err(FieldError::new(
-                    format!("redirect_uris[{i}]"),
-                    format!("{uri:?} is not an absolute URI without a fragment (RFC 6749 section 3.1.2)"),
-                ));
-            }
-        }
+        let redirect_uris = self
+            .redirect_uris
+            .into_iter()
+            .enumerate()
+            .map(|(i, uri)| {
+                RedirectUri::parse(uri.as_str()).map_err(|e| {
+                    FieldError::new(format!("redirect_uris[{i}]"), format!("{uri:?} {e}"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Client {
             resource_indicators,
             allowed_cors_origins,
-            redirect_uris: self.redirect_uris,
+            redirect_uris,
             access_token_lifetime: lifetime("access_token_lifetime", self.access_token_lifetime)?,
             id_token_lifetime: lifetime("id_token_lifetime", self.id_token_lifetime)?,
             client_id: self.client_id,
@@ -496,6 +504,13 @@ impl Client {
     /// Whether a browser at `origin` may redeem this client's codes.
     pub fn allows_origin(&self, origin: &str) -> bool {
         self.allowed_cors_origins.iter().any(|o| o == origin)
+    }
+
+    /// Whether the stand-in login page may send this client's code to
+    /// `requested`: one of its redirect URIs exactly, or a loopback one on
+    /// another port ([`redirect`] says exactly when).
+    pub fn allows_redirect_uri(&self, requested: &str) -> bool {
+        self.redirect_uris.iter().any(|r| r.allows(requested))
     }
 
     /// Whether the client has a secret (and so something to guess).
@@ -635,6 +650,46 @@ mod tests {
                     && err.contains("allowed_cors_origins[1]")
                     && err.contains(why),
                 "{origin}: {err}"
+            );
+        }
+    }
+
+    /// The demo's redirect URIs are constants filtered through the parser:
+    /// none may be dropped on the way.
+    #[test]
+    fn the_demo_registers_every_redirect_uri() {
+        let registry = ClientRegistry::demo();
+        let demo = registry.get("demo").unwrap();
+        assert_eq!(demo.redirect_uris.len(), DEMO_ORIGINS.len() + 2);
+        assert!(demo.allows_redirect_uri("http://127.0.0.1:51004/callback"));
+        assert!(demo.allows_redirect_uri("com.example.demo:/callback"));
+        assert!(demo.allows_redirect_uri("http://localhost:5173/"));
+        assert!(!demo.allows_redirect_uri("http://127.0.0.1:x@evil.example/callback"));
+        assert!(!demo.allows_redirect_uri("http://localhost:5174/"));
+    }
+
+    #[test]
+    fn bad_redirect_uris_name_the_client_and_field() {
+        for (uri, why) in [
+            ("https://client.test/cb#f", "fragment"),
+            ("http://127.0.0.1:x@evil.example/cb", "user information"),
+            ("http://127.0.0.1", "write \"http://127.0.0.1/\""),
+            ("http://127.0.0.1:99999/cb", "invalid port"),
+        ] {
+            let err = ClientRegistry::from_toml(&format!(
+                r#"
+                [[clients]]
+                client_id = "native"
+                token_endpoint_auth_method = "none"
+                audience = "https://api.test"
+                redirect_uris = ["https://ok.test/cb", '{uri}']
+                "#
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("\"native\"") && err.contains("redirect_uris[1]") && err.contains(why),
+                "{uri}: {err}"
             );
         }
     }

@@ -1,7 +1,8 @@
 //! Attacks on the running service, each a reproduction of a finding of the
-//! security review (issue 10) turned into a test: real source addresses
-//! (`127.0.0.x`), a real Redis (and a real Cluster where slots matter), real
-//! HTTP. docs/security.md describes the threat model they come from.
+//! security review (issue 10; issue 20 for the dev endpoints) turned into a
+//! test: real source addresses (`127.0.0.x`), a real Redis (and a real
+//! Cluster where slots matter), real HTTP. docs/security.md describes the
+//! threat model they come from.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -506,4 +507,75 @@ async fn a_key_listed_twice_is_published_once() {
     unique.dedup();
     assert_eq!(kids.len(), unique.len(), "{kids:?}");
     assert_eq!(kids.len(), 4, "{kids:?}");
+}
+
+/// The zero-configuration demo: the demo registry (`demo` registers the
+/// loopback redirect URI `http://127.0.0.1/callback`) and `/dev/*` mounted.
+async fn spawn_demo_app() -> TestApp {
+    spawn_app_on(None, Arc::new(AppFiles::new()), |s| {
+        s.clients_file = None;
+        s.dev_endpoints = token_endpoint::config::DevEndpoints::Demo;
+    })
+    .await
+}
+
+/// `GET /dev/authorize` for the demo client with `redirect_uri`, not following redirects.
+async fn authorize_demo(app: &TestApp, redirect_uri: &str) -> Answer {
+    let challenge = token_endpoint::pkce::s256_challenge(&frontend::random_token());
+    let mut url = reqwest::Url::parse(&format!("{}/dev/authorize", app.address)).unwrap();
+    url.query_pairs_mut().extend_pairs([
+        ("response_type", "code"),
+        ("client_id", "demo"),
+        ("redirect_uri", redirect_uri),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+        ("state", "st"),
+    ]);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    app.send(http.get(url)).await
+}
+
+/// Issue 20: `/dev/authorize` took the host of a loopback redirect URI as
+/// everything before the first `:`, so a redirect URI with user
+/// information (`http://127.0.0.1:x@evil.example/callback`) passed as the
+/// demo client's `http://127.0.0.1/callback` on another port, and the
+/// browser was sent to `evil.example` with a code whose `code_challenge`
+/// the attacker chose. Each such URI is now refused without a redirect;
+/// the genuine loopback URI on any port still gets its code.
+#[tokio::test]
+async fn the_login_page_never_redirects_a_code_off_the_loopback_host() {
+    let app = spawn_demo_app().await;
+    for hostile in [
+        "http://127.0.0.1:x@evil.example/callback",
+        "http://127.0.0.1:@evil.example/callback",
+        "http://127.0.0.1@evil.example/callback",
+        "http://127.0.0.1:80@evil.example:443/callback",
+        "http://127.0.0.1:51004@evil.example/callback",
+        "http://127.0.0.1:51004\\@evil.example/callback",
+        "http://127.0.0.1:51004%40evil.example/callback",
+        "http://127.0.0.1:51004/callback#@evil.example",
+        "http://127.0.0.1.evil.example:51004/callback",
+        "http://127.0.0.1:51004/callback/../callback",
+        "http://127.1:51004/callback",
+        "http://localhost:51004/callback",
+    ] {
+        let answer = authorize_demo(&app, hostile).await;
+        assert_eq!(answer.status, 400, "{hostile}: {answer:?}");
+        assert!(answer.header("location").is_none(), "{hostile}: {answer:?}");
+        assert_eq!(answer.error(), "invalid_request", "{hostile}");
+    }
+    for genuine in [
+        "http://127.0.0.1:51004/callback",
+        "http://127.0.0.1/callback",
+    ] {
+        let answer = authorize_demo(&app, genuine).await;
+        assert_eq!(answer.status, 302, "{genuine}: {answer:?}");
+        let back = reqwest::Url::parse(answer.header("location").unwrap()).unwrap();
+        assert_eq!(back.host_str(), Some("127.0.0.1"), "{back}");
+        assert!(back.as_str().starts_with(genuine), "{back}");
+        assert!(back.query_pairs().any(|(n, _)| n == "code"), "{back}");
+    }
 }
