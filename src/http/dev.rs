@@ -3,11 +3,14 @@
 //! and subject, so it is mounted only in the zero-configuration demo or on
 //! explicit request, never with Redis ([`crate::config::DevEndpoints`]);
 //! otherwise the frontend (or `token-endpoint issue-code`) writes codes.
+//! Like `/dev/authorize`, it answers only to a local `Host`
+//! ([`super::dev_host`]: DNS rebinding would otherwise let a web page read
+//! the code it answers with).
 
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -49,7 +52,15 @@ fn bad_request(description: String) -> HttpResponse {
     error_json(StatusCode::BAD_REQUEST, "invalid_request", &description)
 }
 
-pub async fn issue_code(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+pub async fn issue_code(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> HttpResponse {
+    // Before anything is minted: the answer carries the code.
+    if let Err(refused) = state.dev_hosts.check(&request) {
+        return refused.response();
+    }
     if state.dev_endpoints == DevEndpoints::OptIn {
         tracing::warn!(
             security_event = "dev_code_issued",

@@ -4,7 +4,8 @@
 //! 7636 §4.3), signs the demo user in without asking, writes the code record
 //! through the frontend contract and redirects back with `code`, `state` and
 //! `iss` (RFC 9207). Mounted under the same rule as `/dev/codes`
-//! ([`crate::config::DevEndpoints`]): never with Redis.
+//! ([`crate::config::DevEndpoints`]): never with Redis; and, like it, it
+//! answers only to a local `Host` ([`super::dev_host`]).
 //!
 //! Errors are what an authorization endpoint gives (RFC 6749 §4.1.2.1):
 //! without a valid client and a registered redirect URI nothing is
@@ -132,6 +133,9 @@ fn redirect(redirect_uri: &str, params: &[(&str, &str)]) -> HttpResponse {
 }
 
 pub async fn authorize(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Err(refused) = state.dev_hosts.check(&request) {
+        return refused.response();
+    }
     if state.dev_endpoints == DevEndpoints::OptIn {
         tracing::warn!(
             security_event = "dev_code_issued",

@@ -4,6 +4,7 @@
 mod cors;
 mod dev;
 mod dev_authorize;
+mod dev_host;
 mod ops;
 mod request_id;
 mod response;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::web;
 
+pub use self::dev_host::DevHosts;
 pub use self::request_id::{request_id, X_REQUEST_ID};
 pub use self::response::error_response;
 pub use self::server::{build_state, Application, StartupError};
@@ -41,6 +43,8 @@ pub struct AppState {
     pub client_timeout: Duration,
     /// Whether `/dev/*` is mounted, and why.
     pub dev_endpoints: DevEndpoints,
+    /// The `Host` names `/dev/*` answers to.
+    pub dev_hosts: DevHosts,
     /// `Access-Control-Max-Age` of a CORS preflight (seconds).
     pub cors_max_age: HeaderValue,
     /// See [`crate::config::Limits::client_address_header`].
@@ -57,6 +61,7 @@ impl AppState {
             draining: self.draining.clone(),
             client_timeout: self.client_timeout,
             dev_endpoints: self.dev_endpoints,
+            dev_hosts: self.dev_hosts.clone(),
             cors_max_age: self.cors_max_age.clone(),
             client_address_header: self.client_address_header.clone(),
         }

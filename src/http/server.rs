@@ -199,6 +199,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartupError> 
     Ok(AppState {
         redeemer,
         dev_endpoints: settings.dev_endpoints,
+        dev_hosts: super::DevHosts::new(settings.bind.ip(), &settings.issuer),
         cors_max_age: settings.cors_max_age.as_secs().into(),
         max_body_bytes: settings.max_body_bytes,
         jwks: published.jwks,

@@ -579,3 +579,58 @@ async fn the_login_page_never_redirects_a_code_off_the_loopback_host() {
         assert!(back.query_pairs().any(|(n, _)| n == "code"), "{back}");
     }
 }
+
+/// Issue 20, defence in depth: through DNS rebinding a web page at
+/// `evil.example` can reach a loopback server as same-origin and read what
+/// `POST /dev/codes` answers (a minted code). The browser then sends
+/// `Host: evil.example:<port>`: both dev endpoints refuse it (400, JSON, no
+/// code, no redirect), and answer as before to `127.0.0.1:<port>`,
+/// `localhost:<port>` and `[::1]:<port>`.
+#[tokio::test]
+async fn the_dev_endpoints_answer_only_to_local_host_names() {
+    let app = spawn_demo_app().await;
+    let port = reqwest::Url::parse(&app.address).unwrap().port().unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let challenge = token_endpoint::pkce::s256_challenge(&frontend::random_token());
+    let mut authorize = reqwest::Url::parse(&format!("{}/dev/authorize", app.address)).unwrap();
+    authorize.query_pairs_mut().extend_pairs([
+        ("response_type", "code"),
+        ("client_id", "demo"),
+        ("redirect_uri", "http://127.0.0.1:51004/callback"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ]);
+    let codes = format!("{}/dev/codes", app.address);
+    for host in [
+        format!("evil.example:{port}"),
+        "evil.example".to_owned(),
+        format!("127.0.0.1.evil.example:{port}"),
+        format!("localhost.evil.example:{port}"),
+    ] {
+        let minted = app.send(http.post(&codes).header("Host", &host)).await;
+        assert_eq!(minted.status, 400, "{host}: {minted:?}");
+        assert_eq!(minted.error(), "invalid_request", "{host}");
+        assert!(minted.body.get("code").is_none(), "{host}: {minted:?}");
+        let redirected = app
+            .send(http.get(authorize.clone()).header("Host", &host))
+            .await;
+        assert_eq!(redirected.status, 400, "{host}: {redirected:?}");
+        assert!(redirected.header("location").is_none(), "{host}");
+    }
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        let minted = app.send(http.post(&codes).header("Host", &host)).await;
+        assert_eq!(minted.status, 200, "{host}: {minted:?}");
+        assert!(minted.body["code"].is_string(), "{host}");
+        let redirected = app
+            .send(http.get(authorize.clone()).header("Host", &host))
+            .await;
+        assert_eq!(redirected.status, 302, "{host}: {redirected:?}");
+    }
+}
