@@ -51,29 +51,21 @@ pub enum RedirectUriError {
 impl RedirectUri {
     /// `uri` as registered, or why it cannot be.
     ///
-    /// Every `http` and `https` URI must parse as a URL without user
-    /// information: a registry entry a browser reads differently from its
-    /// operator is a mistake at best. A loopback one must also be in its
-    /// canonical form, because requests are compared with it after parsing.
+    /// Every redirect URI must parse as a URL (a browser could not follow
+    /// one that does not; a private-use scheme such as
+    /// `com.example.app:/cb` parses), and an `http` or `https` one must have
+    /// no user information: a registry entry a browser reads differently
+    /// from its operator is a mistake at best. A loopback one must also be
+    /// in its canonical form, because requests are compared with it after
+    /// parsing.
     pub fn parse(uri: impl Into<String>) -> Result<Self, RedirectUriError> {
         let uri = uri.into();
         if !super::is_absolute_uri(&uri) {
             return Err(RedirectUriError::NotAbsolute);
         }
-        let web = match Url::parse(&uri) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
-            // A private-use scheme (RFC 8252 §7.1) is compared as a string.
-            Ok(_) => None,
-            Err(e) if is_web_scheme(&uri) => return Err(RedirectUriError::Unparsable(e)),
-            Err(_) => None,
-        };
-        let Some(url) = web else {
-            return Ok(Self {
-                uri,
-                loopback: None,
-            });
-        };
-        if !url.username().is_empty() || url.password().is_some() {
+        let url = Url::parse(&uri).map_err(RedirectUriError::Unparsable)?;
+        let web = matches!(url.scheme(), "http" | "https");
+        if web && (!url.username().is_empty() || url.password().is_some()) {
             return Err(RedirectUriError::UserInfo);
         }
         let loopback = url.scheme() == "http" && is_loopback_literal(url.host());
@@ -135,15 +127,6 @@ fn is_loopback_literal(host: Option<Host<&str>>) -> bool {
         Some(Host::Ipv6(ip)) => ip == Ipv6Addr::LOCALHOST,
         _ => false,
     }
-}
-
-/// Whether `uri`'s scheme (before the first `:`, which
-/// [`super::is_absolute_uri`] has checked is a scheme) is `http` or `https`,
-/// in any case.
-fn is_web_scheme(uri: &str) -> bool {
-    uri.split_once(':').is_some_and(|(scheme, _)| {
-        scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")
-    })
 }
 
 #[cfg(test)]
@@ -267,6 +250,10 @@ mod tests {
             (
                 "http://127.0.0.1:99999/cb",
                 RedirectUriError::Unparsable(url::ParseError::InvalidPort),
+            ),
+            (
+                "com.example.app://[bad/cb",
+                RedirectUriError::Unparsable(url::ParseError::InvalidIpv6Address),
             ),
             ("https://a@client.test/cb", RedirectUriError::UserInfo),
             (
