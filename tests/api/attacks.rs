@@ -606,6 +606,7 @@ async fn the_dev_endpoints_answer_only_to_local_host_names() {
     let codes = format!("{}/dev/codes", app.address);
     for host in [
         format!("evil.example:{port}"),
+        "evil.example:8080".to_owned(),
         "evil.example".to_owned(),
         format!("127.0.0.1.evil.example:{port}"),
         format!("localhost.evil.example:{port}"),
