@@ -108,7 +108,23 @@ impl Redeemer {
                     "authorization code has already been redeemed; the tokens issued for it are revoked",
                 )
             }
-            TakeOutcome::Replayed(marker) => {
+            TakeOutcome::ConsumedWithoutTokens(marker)
+                if marker.is_owned_by(client_id, request.verifier.s256_challenge()) =>
+            {
+                // The client did as a 503 asks and retried; the first
+                // request consumed the code but issued nothing. Not a
+                // replay: no security event, nothing to revoke.
+                tracing::info!(
+                    client_id,
+                    grant_id = %marker.grant_id,
+                    "retry of a redemption answered 503 after its take consumed the code: no tokens were ever issued"
+                );
+                TokenError::invalid_grant(
+                    Reason::ConsumedWithoutTokens,
+                    "authorization code was consumed by an earlier request that was answered 503 and issued no tokens; it cannot be redeemed, start a new authorization request",
+                )
+            }
+            TakeOutcome::Replayed(marker) | TakeOutcome::ConsumedWithoutTokens(marker) => {
                 tracing::warn!(
                     security_event = "foreign_code_replay",
                     client_id,

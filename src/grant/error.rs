@@ -30,6 +30,11 @@ pub enum Reason {
     /// client, or the owner's id without the owner's verifier). Answered
     /// like an unknown code; nothing is revoked.
     ForeignReplay,
+    /// The owner's retry of a redemption that was answered 503 after its
+    /// take had consumed the code (the take did not reach enough replicas):
+    /// no tokens were issued, so this is not a replay and nothing is
+    /// revoked; the user must sign in again.
+    ConsumedWithoutTokens,
     ClientMismatch,
     RedirectMismatch,
     PlainNotAllowed,
@@ -42,7 +47,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 23] = [
         Self::Issued,
         Self::MalformedRequest,
         Self::BodyTooLarge,
@@ -57,6 +62,7 @@ impl Reason {
         Self::MalformedCode,
         Self::Replay,
         Self::ForeignReplay,
+        Self::ConsumedWithoutTokens,
         Self::ClientMismatch,
         Self::RedirectMismatch,
         Self::PlainNotAllowed,
@@ -83,6 +89,7 @@ impl Reason {
             Self::MalformedCode => "malformed_code",
             Self::Replay => "replay",
             Self::ForeignReplay => "foreign_replay",
+            Self::ConsumedWithoutTokens => "consumed_without_tokens",
             Self::ClientMismatch => "client_mismatch",
             Self::RedirectMismatch => "redirect_mismatch",
             Self::PlainNotAllowed => "plain_not_allowed",
@@ -133,6 +140,7 @@ impl Reason {
             | Self::MalformedCode
             | Self::Replay
             | Self::ForeignReplay
+            | Self::ConsumedWithoutTokens
             | Self::ClientMismatch
             | Self::RedirectMismatch
             | Self::PlainNotAllowed

@@ -9,6 +9,10 @@
 //! - A failed check leaves the record in place.
 //! - A take of a code that was already taken answers [`TakeOutcome::Replayed`]
 //!   with the grant it produced, not [`TakeOutcome::Unknown`].
+//! - A take of a code consumed by a take that then issued nothing (Redis:
+//!   its `WAIT` fell short, answered 503) answers
+//!   [`TakeOutcome::ConsumedWithoutTokens`], not a replay: there are no
+//!   tokens to revoke.
 
 mod cluster;
 mod keys;
@@ -73,6 +77,14 @@ impl GrantMarker {
         )
     }
 
+    /// The marker of a take that consumed the code but issued no tokens:
+    /// the same fields behind a `!`, which no grant id (base64url) starts
+    /// with. The owner's retry then learns that nothing was issued rather
+    /// than being taken for a replay.
+    fn encode_without_tokens(&self) -> String {
+        format!("!{}", self.encode())
+    }
+
     /// A marker of this format, or of the earlier `<grant_id> <expiry>`
     /// (written before markers named their owner: such a marker has no
     /// owner, so no replay of it revokes anything).
@@ -87,6 +99,15 @@ impl GrantMarker {
             tokens_expire_at,
             client_id,
             verifier_digest,
+        })
+    }
+
+    /// A used marker as read back: tokens issued, or none
+    /// ([`Self::encode_without_tokens`]).
+    fn decode_used(raw: &str) -> Option<UsedMarker> {
+        Some(match raw.strip_prefix('!') {
+            Some(rest) => UsedMarker::WithoutTokens(Self::decode(rest)?),
+            None => UsedMarker::Granted(Self::decode(raw)?),
         })
     }
 
@@ -110,6 +131,24 @@ impl GrantMarker {
     }
 }
 
+/// What a used marker says about the take that left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum UsedMarker {
+    /// Tokens were issued from the code.
+    Granted(GrantMarker),
+    /// The code was consumed but no tokens were issued.
+    WithoutTokens(GrantMarker),
+}
+
+impl UsedMarker {
+    fn into_outcome(self) -> TakeOutcome {
+        match self {
+            Self::Granted(marker) => TakeOutcome::Replayed(marker),
+            Self::WithoutTokens(marker) => TakeOutcome::ConsumedWithoutTokens(marker),
+        }
+    }
+}
+
 /// What a take found.
 #[derive(Debug)]
 pub enum TakeOutcome {
@@ -119,6 +158,10 @@ pub enum TakeOutcome {
     Mismatch(Mismatch),
     /// The code was taken before: this is a replay of the grant it produced.
     Replayed(GrantMarker),
+    /// The code was taken before by a request that issued no tokens (it was
+    /// answered 503: the take did not reach enough replicas). Not a replay:
+    /// nothing to revoke. The marker names who took it.
+    ConsumedWithoutTokens(GrantMarker),
     /// No such code: never issued, or expired.
     Unknown,
     /// The frontend stored something this service cannot read. The record has
@@ -261,5 +304,28 @@ mod tests {
         assert!(!old.is_owned_by("", ""));
         assert!(GrantMarker::decode("g3").is_none());
         assert!(!format!("{marker:?}").contains("E9Mel"));
+    }
+
+    #[test]
+    fn a_marker_without_tokens_is_told_apart_and_old_markers_still_read() {
+        let marker = GrantMarker {
+            grant_id: "g1".into(),
+            tokens_expire_at: 1_700_000_900,
+            client_id: "my client".into(),
+            verifier_digest: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
+        };
+        assert_eq!(
+            GrantMarker::decode_used(&marker.encode_without_tokens()),
+            Some(UsedMarker::WithoutTokens(marker.clone()))
+        );
+        assert_eq!(
+            GrantMarker::decode_used(&marker.encode()),
+            Some(UsedMarker::Granted(marker))
+        );
+        assert!(matches!(
+            GrantMarker::decode_used("g2 1700000900"),
+            Some(UsedMarker::Granted(_))
+        ));
+        assert_eq!(GrantMarker::decode_used("!g3"), None);
     }
 }

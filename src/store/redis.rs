@@ -481,7 +481,7 @@ impl RedisStore {
                     tracing::error!("a code's record changed between its check and its take");
                     return self.retaken(&mut conn, &taken, request).await;
                 }
-                self.replicated(&mut conn, request.code).await?;
+                self.replicated(&mut conn, request).await?;
                 Ok(TakeOutcome::Taken(Box::new(record)))
             }
             // Nothing to take and no marker before this one: the code
@@ -501,8 +501,8 @@ impl RedisStore {
         let marker: Option<String> = self.bounded(conn.get(self.keys.used(code))).await?;
         Ok(match marker {
             None => TakeOutcome::Unknown,
-            Some(raw) => match GrantMarker::decode(&raw) {
-                Some(marker) => TakeOutcome::Replayed(marker),
+            Some(raw) => match GrantMarker::decode_used(&raw) {
+                Some(marker) => marker.into_outcome(),
                 None => TakeOutcome::BadRecord(BadRecord("used marker is unreadable".into())),
             },
         })
@@ -521,7 +521,7 @@ impl RedisStore {
             Ok(record) => match check(&record, &request.presented) {
                 Err(mismatch) => TakeOutcome::Mismatch(mismatch),
                 Ok(()) => {
-                    self.replicated(conn, request.code).await?;
+                    self.replicated(conn, request).await?;
                     return Ok(TakeOutcome::Taken(Box::new(record)));
                 }
             },
@@ -540,7 +540,16 @@ impl RedisStore {
     /// also the first sign of a failover (a promoted replica stops acking
     /// its old master long before the sentinels demote it): the connection
     /// is dropped so the next command asks the sentinels for the master.
-    async fn replicated(&self, conn: &mut Conn, code: &str) -> Result<(), StoreError> {
+    ///
+    /// On this master the used marker is rewritten to say that no tokens
+    /// were issued ([`Self::marked_without_tokens`]): the client's retry,
+    /// as the 503 asks, is then told so, not taken for a replay.
+    async fn replicated(
+        &self,
+        conn: &mut Conn,
+        request: &TakeRequest<'_>,
+    ) -> Result<(), StoreError> {
+        let code = request.code;
         if self.replica_acks == 0 {
             return Ok(());
         }
@@ -560,6 +569,7 @@ impl RedisStore {
         if acked >= i64::from(self.replica_acks) {
             return Ok(());
         }
+        self.marked_without_tokens(conn, request).await;
         if matches!(self.client, Client::Sentinel(..)) {
             self.drop_connection();
         }
@@ -567,6 +577,37 @@ impl RedisStore {
             "the take reached {acked} of {} replicas within {wait_ms} ms; no tokens issued",
             self.replica_acks
         )))
+    }
+
+    /// Rewrite the used marker of a take that will issue nothing, keeping
+    /// its expiry (`SET … XX KEEPTTL`: only a marker that exists, so one
+    /// that expired meanwhile is not brought back). Best effort, and logged
+    /// if it fails: the marker then still names a grant, and the owner's
+    /// retry is answered as a replay of it (`code_replays_total`, a
+    /// revocation of a grant no token carries) — the behaviour before
+    /// markers could say "no tokens". A master that refused the take's
+    /// `WAIT` may refuse this write too (`min-replicas-to-write`), but
+    /// only once its replicas have lagged past `min-replicas-max-lag`, by
+    /// which time it would have refused the take itself. The rewrite
+    /// reaches the replicas no sooner than the take did: after a failover
+    /// to a replica that holds the take but not the rewrite, the retry is
+    /// again a replay.
+    async fn marked_without_tokens(&self, conn: &mut Conn, request: &TakeRequest<'_>) {
+        let mut rewrite = redis::cmd("SET");
+        rewrite
+            .arg(self.keys.used(request.code))
+            .arg(request.grant.encode_without_tokens())
+            .arg("XX")
+            .arg("KEEPTTL");
+        let result: Result<Option<String>, StoreError> =
+            self.bounded(rewrite.query_async(conn)).await;
+        if let Err(e) = result {
+            tracing::warn!(
+                error = %e,
+                grant_id = %request.grant.grant_id,
+                "could not mark a take that issued no tokens: the client's retry will be answered as a replay"
+            );
+        }
     }
 
     /// Remove the used marker of `code` (see [`super::CodeStore::forget_take`]).

@@ -1,6 +1,9 @@
 //! Replays (RFC 6749 §4.1.2, §10.5) and an unreachable store.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use token_endpoint::config::StoreSettings;
 
 use crate::helpers::*;
 use token_endpoint_test_support::on_every_store;
@@ -170,4 +173,65 @@ async fn redis_that_stops_answering_is_a_bounded_503() {
     let fresh = app.issue(grant("public-app")).await;
     let answer = app.post_form(&TestApp::form(&fresh, "public-app")).await;
     assert_eq!(answer.status, 200, "{answer:?}");
+}
+
+/// `REPLICA_ACKS=1` on a master with no replica: the take consumes the
+/// code, its `WAIT` falls short, and the answer is 503 with `Retry-After`.
+/// The client's retry, as the 503 asks, is told that the code was consumed
+/// without tokens (400 `invalid_grant`, reason `consumed_without_tokens`),
+/// and it is not a replay: no `code_replays_total`, no revocation. The
+/// used marker keeps its expiry. Someone without the owner's verifier
+/// still learns nothing.
+#[tokio::test]
+async fn a_retry_after_a_replica_shortfall_is_not_a_replay() {
+    let redis = Arc::new(std::sync::Mutex::new(RedisServer::start()));
+    let app = spawn_app_on(Some(redis), Arc::new(AppFiles::new()), |settings| {
+        if let StoreSettings::Redis { replica_acks, .. } = &mut settings.store {
+            *replica_acks = 1;
+        }
+    })
+    .await;
+    let issued = app.issue(grant("public-app")).await;
+    let form = TestApp::form(&issued, "public-app");
+    let first = app.post_form(&form).await;
+    assert_eq!(first.status, 503, "{first:?}");
+    assert_eq!(first.header("retry-after"), Some("1"));
+
+    let retry = app.post_form(&form).await;
+    retry.assert_error(400, "invalid_grant");
+    assert!(
+        retry.description().contains("issued no tokens"),
+        "{retry:?}"
+    );
+    assert_eq!(app.metric("code_replays_total").await, 0.0);
+    assert_eq!(app.requests("invalid_grant", "replay").await, 0.0);
+    assert_eq!(
+        app.requests("invalid_grant", "consumed_without_tokens")
+            .await,
+        1.0
+    );
+
+    let mut stranger = form.clone();
+    for (name, value) in &mut stranger {
+        if *name == "code_verifier" {
+            *value = token_endpoint::contract::frontend::random_token();
+        }
+    }
+    let foreign = app.post_form(&stranger).await;
+    foreign.assert_error(400, "invalid_grant");
+    assert!(!foreign.description().contains("issued no tokens"));
+    assert_eq!(app.requests("invalid_grant", "foreign_replay").await, 1.0);
+
+    let redis = app.redis.as_ref().unwrap().lock().unwrap();
+    let mut conn = redis.client().get_connection().unwrap();
+    let revoked: Vec<String> = redis::cmd("KEYS")
+        .arg("oauth:revoked-grant:*")
+        .query(&mut conn)
+        .unwrap();
+    assert!(revoked.is_empty(), "revoked: {revoked:?}");
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(format!("oauth:used:{{{}}}", issued.code))
+        .query(&mut conn)
+        .unwrap();
+    assert!((590..=600).contains(&ttl), "used marker TTL {ttl}");
 }
