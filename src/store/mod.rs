@@ -18,6 +18,7 @@ mod cluster;
 mod keys;
 mod memory;
 mod redis;
+mod sentinel;
 
 use std::time::Duration;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
 use redis::{
     AsyncCommands, ClientTlsConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo,
     RedisFuture, RedisResult, SetExpiry, SetOptions, TlsCertificates, TlsMode, Value,
@@ -15,6 +15,7 @@ use redis::{
 use secrecy::{ExposeSecret, SecretString};
 
 use super::cluster::{ClusterRouter, ClusterSettings};
+use super::sentinel::{address_of, Address, Sentinels, Verdict};
 use super::{GrantMarker, KeySpace, StoreError, TakeOutcome, TakeRequest};
 use crate::contract::record::{check, BadRecord, CodeRecord};
 
@@ -34,7 +35,10 @@ pub enum RedisTopology {
     /// Redis Sentinel: `url` lists the sentinels, comma-separated; they name
     /// the current master of this service. After a failover the old master
     /// answers READONLY or not at all; the connection is then dropped and
-    /// the next command asks the sentinels again.
+    /// the next command asks the sentinels again. Every worker also moves
+    /// on the sentinels' `+switch-master`, and a code not found is final
+    /// only once they confirm the worker's server is still the master they
+    /// name ([`super::sentinel`]).
     Sentinel { master: String },
 }
 
@@ -156,7 +160,7 @@ impl RedisSettings {
     /// user, password and database go to the master too, unless the
     /// password file gives the master's; `rediss://` sentinels mean TLS to
     /// the master as well, with the same CA and client certificate.
-    fn sentinel(&self, master: &str) -> RedisResult<SentinelClient> {
+    fn sentinel(&self, master: &str) -> RedisResult<Sentinels> {
         let sentinels = self
             .url
             .expose_secret()
@@ -198,7 +202,28 @@ impl RedisSettings {
                 .set_client_to_redis_tls_mode(TlsMode::Secure)
                 .set_client_to_redis_certificates(self.tls.certificates());
         }
-        builder.build()
+        // The same sentinels, for what the driver does not ask them: the
+        // master's address on a miss, and `+switch-master`. Each with its
+        // URL's credentials and, for `rediss://`, the same CA and client
+        // certificate; no database (a sentinel has none).
+        let clients = sentinels
+            .iter()
+            .map(|info| {
+                let redis = info.redis_settings().clone().set_db(0);
+                let info = info.clone().set_redis_settings(redis);
+                if matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
+                    redis::Client::build_with_tls(info, self.tls.certificates())
+                } else {
+                    redis::Client::open(info)
+                }
+            })
+            .collect::<RedisResult<Vec<_>>>()?;
+        Ok(Sentinels::new(
+            builder.build()?,
+            master,
+            clients,
+            self.command_timeout,
+        ))
     }
 }
 
@@ -248,7 +273,7 @@ pub struct RedisStore {
     client: Client,
     /// The worker's connection once opened; emptied when Sentinel mode
     /// sees a sign of failover.
-    conn: ArcSwapOption<Conn>,
+    conn: ArcSwapOption<Held>,
     /// Held while opening, so concurrent first commands open one connection.
     opening: tokio::sync::Mutex<()>,
     keys: KeySpace,
@@ -296,12 +321,11 @@ impl RedisStore {
                 )
                 .map_err(invalid)?,
             ),
-            RedisTopology::Sentinel { master } => Client::Sentinel(
-                Arc::new(tokio::sync::Mutex::new(
-                    settings.sentinel(master).map_err(invalid)?,
-                )),
-                manager_config.clone(),
-            ),
+            RedisTopology::Sentinel { master } => {
+                let sentinels = Arc::new(settings.sentinel(master).map_err(invalid)?);
+                sentinels.watch();
+                Client::Sentinel(sentinels, manager_config.clone())
+            }
         };
         let store = Self {
             client,
@@ -379,23 +403,55 @@ impl RedisStore {
     /// This store's connection, opened if it is not yet. An attempt that
     /// fails is retried by the next command.
     async fn conn(&self) -> Result<Conn, StoreError> {
-        if let Some(conn) = self.conn.load_full() {
-            return Ok((*conn).clone());
+        Ok(self.held().await?.conn.clone())
+    }
+
+    /// This store's connection and what it was opened against. Behind
+    /// Sentinel, one opened before the master last moved is let go first.
+    async fn held(&self) -> Result<Arc<Held>, StoreError> {
+        if let Some(held) = self.current() {
+            return Ok(held);
         }
         let _opening = self.opening.lock().await;
-        if let Some(conn) = self.conn.load_full() {
-            return Ok((*conn).clone());
+        if let Some(held) = self.current() {
+            return Ok(held);
         }
+        // Read before opening: a move announced while opening makes this
+        // connection stale at once, never a stale one look current.
+        let generation = self.client.generation();
         // Bounded: establishing a connection retries inside the driver.
         let bound = self.connect_timeout * 3;
-        let conn = tokio::time::timeout(bound, self.client.open())
+        let (conn, master) = tokio::time::timeout(bound, self.client.open())
             .await
             .map_err(|_| StoreError::Timeout(bound))?
             .map_err(unavailable)?;
-        self.conn.store(Some(Arc::new(conn.clone())));
+        let held = Arc::new(Held {
+            conn,
+            master,
+            generation,
+        });
+        self.conn.store(Some(held.clone()));
         self.connections.open.inc();
         self.connections.opened.inc();
-        Ok(conn)
+        Ok(held)
+    }
+
+    /// The held connection, unless the sentinels have moved the master
+    /// since it was opened (then it is dropped).
+    fn current(&self) -> Option<Arc<Held>> {
+        let held = self.conn.load_full()?;
+        if held.generation == self.client.generation() {
+            return Some(held);
+        }
+        // Only this connection: one opened meanwhile stays.
+        let previous = self.conn.compare_and_swap(&held, None::<Arc<Held>>);
+        if previous
+            .as_ref()
+            .is_some_and(|previous| Arc::ptr_eq(previous, &held))
+        {
+            self.connections.open.dec();
+        }
+        None
     }
 
     /// Run `fut` under the command timeout, whatever the driver does.
@@ -432,8 +488,82 @@ impl RedisStore {
     /// redemption, these about 10 µs, for one more round trip
     /// (BENCHMARKS.md, "Against the least work a redemption needs").
     pub(super) async fn take(&self, request: &TakeRequest<'_>) -> Result<TakeOutcome, StoreError> {
+        let held = self.held().await?;
+        let outcome = self.take_on(&held, request).await?;
+        let Client::Sentinel(sentinels, _) = &self.client else {
+            return Ok(outcome);
+        };
+        if !matches!(outcome, TakeOutcome::Unknown) {
+            return Ok(outcome);
+        }
+        match self.confirm_miss(sentinels, &held).await? {
+            Verdict::Confirmed => Ok(outcome),
+            // The sentinels name another master, and a new connection will
+            // follow them: take there, once, within this request. Only this
+            // worker moves (the others on their own miss, or on
+            // `+switch-master`): a miss, which anyone can cause, never
+            // reconnects every worker.
+            Verdict::Moved {
+                first_elsewhere: true,
+            } => {
+                self.drop_connection();
+                let moved = self.held().await?;
+                if moved.master == held.master {
+                    // The driver found this master again (the one the
+                    // first sentinel names did not answer as a master).
+                    return Err(not_confirmed());
+                }
+                let outcome = self.take_on(&moved, request).await?;
+                if !matches!(outcome, TakeOutcome::Unknown) {
+                    return Ok(outcome);
+                }
+                match self.confirm_miss(sentinels, &moved).await? {
+                    Verdict::Confirmed => Ok(outcome),
+                    Verdict::Moved { .. } => Err(not_confirmed()),
+                }
+            }
+            // Another sentinel names another master, but the one a new
+            // connection would follow names this one: the sentinels have
+            // not agreed yet. Not final either way: 503, and the client's
+            // retry asks again.
+            Verdict::Moved {
+                first_elsewhere: false,
+            } => Err(not_confirmed()),
+        }
+    }
+
+    /// Whether the sentinels, asked after this miss, name the master `held`
+    /// talks to; bounded by the command timeout.
+    async fn confirm_miss(
+        &self,
+        sentinels: &Sentinels,
+        held: &Held,
+    ) -> Result<Verdict, StoreError> {
+        // After the miss's GET: only a query sent from now on can vouch
+        // for it.
+        let missed_at = std::time::Instant::now();
+        let Some(ours) = &held.master else {
+            return Err(not_confirmed());
+        };
+        // Not `bounded`: a sentinel's failure says nothing about the
+        // connection to the master, which stays.
+        match tokio::time::timeout(self.command_timeout, sentinels.confirm(ours, missed_at)).await {
+            Ok(Some(verdict)) => Ok(verdict),
+            Ok(None) => Err(StoreError::Unavailable(
+                "no sentinel answered whether a code's absence is final".into(),
+            )),
+            Err(_) => Err(StoreError::Timeout(self.command_timeout)),
+        }
+    }
+
+    /// [`Self::take`] on one connection.
+    async fn take_on(
+        &self,
+        held: &Held,
+        request: &TakeRequest<'_>,
+    ) -> Result<TakeOutcome, StoreError> {
         let code_key = self.keys.code(request.code);
-        let mut conn = self.conn().await?;
+        let mut conn = held.conn.clone();
         let raw: Option<Vec<u8>> = self.bounded(conn.get(&code_key)).await?;
         let Some(raw) = raw else {
             return self.after_miss(&mut conn, request.code).await;
@@ -675,26 +805,50 @@ enum Client {
     /// Boxed: with TLS material a client is several hundred bytes.
     Single(Box<redis::Client>, ConnectionManagerConfig),
     Cluster(ClusterSettings),
-    /// Shared by the workers: it only answers "who is the master now".
-    Sentinel(
-        Arc<tokio::sync::Mutex<SentinelClient>>,
-        ConnectionManagerConfig,
-    ),
+    /// Shared by the workers: who the master is now, and since when.
+    Sentinel(Arc<Sentinels>, ConnectionManagerConfig),
 }
 
 impl Client {
-    async fn open(&self) -> redis::RedisResult<Conn> {
+    /// A connection, and behind Sentinel the master's address it talks to.
+    async fn open(&self) -> redis::RedisResult<(Conn, Option<Address>)> {
         Ok(match self {
-            Self::Single(client, config) => Conn::Single(
-                ConnectionManager::new_with_config((**client).clone(), config.clone()).await?,
+            Self::Single(client, config) => (
+                Conn::Single(
+                    ConnectionManager::new_with_config((**client).clone(), config.clone()).await?,
+                ),
+                None,
             ),
-            Self::Cluster(settings) => Conn::Cluster(ClusterRouter::connect(settings).await?),
-            Self::Sentinel(sentinel, config) => {
-                let master = sentinel.lock().await.async_get_client().await?;
-                Conn::Single(ConnectionManager::new_with_config(master, config.clone()).await?)
+            Self::Cluster(settings) => {
+                (Conn::Cluster(ClusterRouter::connect(settings).await?), None)
+            }
+            Self::Sentinel(sentinels, config) => {
+                let master = sentinels.client.lock().await.async_get_client().await?;
+                let address = address_of(master.get_connection_info().addr());
+                (
+                    Conn::Single(ConnectionManager::new_with_config(master, config.clone()).await?),
+                    address,
+                )
             }
         })
     }
+
+    /// How often the sentinels have moved the master (0 without them).
+    fn generation(&self) -> u64 {
+        match self {
+            Self::Sentinel(sentinels, _) => sentinels.generation(),
+            Self::Single(..) | Self::Cluster(..) => 0,
+        }
+    }
+}
+
+/// A worker's connection and what it was opened against.
+struct Held {
+    conn: Conn,
+    /// Behind Sentinel: the master it talks to, as the sentinels named it.
+    master: Option<Address>,
+    /// [`Client::generation`] when it was opened.
+    generation: u64,
 }
 
 /// A worker's connection: multiplexed and self-healing either way (the
@@ -732,6 +886,14 @@ impl ConnectionLike for Conn {
             Self::Cluster(c) => c.get_db(),
         }
     }
+}
+
+/// A miss the sentinels could not confirm as final: the client retries.
+fn not_confirmed() -> StoreError {
+    StoreError::Unavailable(
+        "the code is not on this master and the sentinels do not confirm it is the current one"
+            .into(),
+    )
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {

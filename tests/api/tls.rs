@@ -414,7 +414,8 @@ async fn redemptions_on_a_tls_cluster() {
 
 /// Sentinel over TLS: the sentinels are asked over TLS, and they name the
 /// master's TLS port, which the service reaches over TLS too, both
-/// verified against the private CA.
+/// verified against the private CA. So are the service's own questions to
+/// the sentinels (whether a miss is final).
 #[cfg(feature = "slow-tests")]
 #[tokio::test]
 async fn redemptions_through_sentinels_over_tls() {
@@ -429,6 +430,17 @@ async fn redemptions_through_sentinels_over_tls() {
     .await;
     redemption_contract(&app).await;
     exactly_once_race(&app, 30).await;
+    // A miss is final only once the sentinels, asked over TLS on
+    // connections of the service's own, confirm the master: an unknown
+    // code is a 400, not a 503.
+    let unknown = token_endpoint::contract::frontend::IssuedCode {
+        code: token_endpoint::contract::frontend::random_token(),
+        verifier: token_endpoint::contract::frontend::random_token(),
+    };
+    app.post_form(&TestApp::form(&unknown, "public-app"))
+        .await
+        .assert_error(400, "invalid_grant");
+    assert_eq!(app.requests("invalid_grant", "unknown_code").await, 1.0);
 }
 
 /// The listener over TLS: a real OpenID Connect client library
