@@ -125,3 +125,40 @@ async fn a_moved_slot_is_followed() {
         .expect("EXISTS");
     assert!(used, "the take ran on the slot's new master");
 }
+
+/// `REPLICA_ACKS=1` on a Cluster with no replicas: the `WAIT` goes to the
+/// node that ran the take and falls short (503), and so does the rewrite
+/// of its used marker, so that the owner's retry is told the code was
+/// consumed without tokens rather than taken for a replay.
+#[tokio::test]
+async fn a_retry_after_a_replica_shortfall_is_not_a_replay_on_a_cluster() {
+    let cluster = RedisCluster::start();
+    let tweak = cluster.tweak();
+    let app = spawn_app_on(None, Arc::new(AppFiles::new()), |settings| {
+        tweak(settings);
+        if let token_endpoint::config::StoreSettings::Redis { replica_acks, .. } =
+            &mut settings.store
+        {
+            *replica_acks = 1;
+        }
+    })
+    .await;
+    for _ in 0..6 {
+        let issued = app.issue(grant("public-app")).await;
+        let form = TestApp::form(&issued, "public-app");
+        let first = app.post_form(&form).await;
+        assert_eq!(first.status, 503, "{first:?}");
+        let retry = app.post_form(&form).await;
+        retry.assert_error(400, "invalid_grant");
+        assert!(
+            retry.description().contains("issued no tokens"),
+            "{retry:?}"
+        );
+    }
+    assert_eq!(app.metric("code_replays_total").await, 0.0);
+    assert_eq!(
+        app.requests("invalid_grant", "consumed_without_tokens")
+            .await,
+        6.0
+    );
+}
