@@ -102,16 +102,62 @@ async fn an_unknown_master_name_is_blamed_on_its_setting() {
 /// which Sentinel demotes only seconds later. A code on the master the
 /// sentinels name must never be answered `invalid_grant`: at worst 503 with
 /// `Retry-After`, and then the retry redeems it. `REPLICA_ACKS=0`: with 1,
-/// the promoted replica has no replica to acknowledge a take until the old
-/// master rejoins, and every take there is refused (503, code consumed),
-/// which is the price docs/configuration.md states, not this test's subject.
+/// see the next two tests.
 #[tokio::test]
 async fn a_failover_never_answers_a_fresh_code_as_unknown() {
+    let counts = fresh_codes_through_a_failover(0, 0).await;
+    assert_eq!(
+        counts.unknown, 0,
+        "codes on the named master answered invalid_grant"
+    );
+    assert_eq!(
+        counts.failed_on_retry, 0,
+        "codes answered 503 did not redeem on retry"
+    );
+}
+
+/// The same as docs/configuration.md asks a Sentinel deployment to run:
+/// `REPLICA_ACKS=1` and `min-replicas-to-write 1`. Until the old master
+/// rejoins as its replica the promoted one refuses writes: the frontend's
+/// (it hands out no code meanwhile) and the service's takes alike, before
+/// consuming anything. No code handed out is lost.
+#[tokio::test]
+async fn a_failover_with_replica_acks_as_documented_loses_no_code() {
+    let counts = fresh_codes_through_a_failover(1, 1).await;
+    assert_eq!(counts.unknown, 0);
+    assert_eq!(counts.failed_on_retry, 0);
+}
+
+/// `REPLICA_ACKS=1` without `min-replicas-to-write` on the servers, against
+/// docs/configuration.md: no first answer is a wrong 400, but the promoted
+/// replica consumes each take and then has no replica to acknowledge it, so
+/// those codes get a 503 whose retry is told the code was consumed without
+/// tokens. Measured, not asserted beyond the first answers: it is why the
+/// documentation asks for both settings.
+#[tokio::test]
+async fn a_failover_with_replica_acks_but_no_min_replicas_consumes_codes() {
+    let counts = fresh_codes_through_a_failover(1, 0).await;
+    assert_eq!(counts.unknown, 0);
+}
+
+/// What [`fresh_codes_through_a_failover`] counted.
+struct Counts {
+    /// First answers 400 `invalid_grant`.
+    unknown: usize,
+    /// Codes answered 503 that no retry redeemed.
+    failed_on_retry: usize,
+}
+
+/// The loop of the tests above, with the service's `REPLICA_ACKS` and the
+/// servers' `min-replicas-to-write`; prints its counts.
+async fn fresh_codes_through_a_failover(acks: u32, min_replicas_to_write: u32) -> Counts {
     let group = Arc::new(RedisSentinelGroup::start());
     for server in [&group.master, &group.replica] {
         let mut conn = server.client().get_connection().expect("server");
         let _: () = redis::cmd("CONFIG")
-            .arg(&["SET", "min-replicas-to-write", "0"])
+            .arg("SET")
+            .arg("min-replicas-to-write")
+            .arg(min_replicas_to_write)
             .query(&mut conn)
             .expect("CONFIG SET");
     }
@@ -121,7 +167,7 @@ async fn a_failover_never_answers_a_fresh_code_as_unknown() {
         if let token_endpoint::config::StoreSettings::Redis { replica_acks, .. } =
             &mut settings.store
         {
-            *replica_acks = 0;
+            *replica_acks = acks;
         }
     })
     .await;
@@ -225,7 +271,8 @@ async fn a_failover_never_answers_a_fresh_code_as_unknown() {
         }
     }
     eprintln!(
-        "sentinel failover, fresh codes: {} redeemed: {ok} answered 200, {unavailable} 503 \
+        "sentinel failover, fresh codes, REPLICA_ACKS={acks}, min-replicas-to-write \
+         {min_replicas_to_write}: {} redeemed: {ok} answered 200, {unavailable} 503 \
          ({redeemed_on_retry} redeemed on retry, {failed_on_retry} did not), \
          {unknown} 400 invalid_grant{}; {refused_writes} frontend writes refused; \
          old master demoted {} ms after the failover was asked",
@@ -239,14 +286,10 @@ async fn a_failover_never_answers_a_fresh_code_as_unknown() {
             .zip(failover_asked)
             .map_or(0, |(demoted, asked)| (demoted - asked).as_millis()),
     );
-    assert_eq!(
-        unknown, 0,
-        "codes on the named master answered invalid_grant"
-    );
-    assert_eq!(
-        failed_on_retry, 0,
-        "codes answered 503 did not redeem on retry"
-    );
+    Counts {
+        unknown,
+        failed_on_retry,
+    }
 }
 
 /// Sentinel's `+switch-master` moves every worker at once: after a forced
