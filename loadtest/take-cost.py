@@ -89,6 +89,7 @@ try:
     results["GETDEL (native, for reference)"] = []
     results["GET of the record (native, the take's first step)"] = []
     results["SET of the used marker EX NX (native, in the MULTI)"] = []
+    results["PTTL of the record (native, beside GET with REPLICA_ACKS > 0)"] = []
     for _ in range(ROUNDS):
         for name, source in VARIANTS:
             sha = cli("SCRIPT", "LOAD", source)
@@ -98,6 +99,8 @@ try:
         results["GET of the record (native, the take's first step)"].append(per_call("GET", [KEYS[0]]))
         results["SET of the used marker EX NX (native, in the MULTI)"].append(
             per_call("SET", [KEYS[1], ARGS[6], "EX", ARGS[7], "NX"]))
+        results["PTTL of the record (native, beside GET with REPLICA_ACKS > 0)"].append(
+            per_call("PTTL", [KEYS[0]]))
     print(f"Redis CPU per call, µs (Redis's usec_per_call), {ROUNDS} rounds:")
     for name, values in results.items():
         print(f"  {name:50s} {' '.join(f'{v:6.2f}' for v in values)}")

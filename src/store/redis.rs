@@ -3,7 +3,7 @@
 //! then `MULTI` `GETDEL` + `SET NX` of the used marker.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -351,11 +351,12 @@ impl RedisStore {
     async fn probe(&self, conn: &mut Conn) -> RedisResult<()> {
         let code = self.keys.code(PROBE_CODE);
         let used = self.keys.used(PROBE_CODE);
-        redis::pipe()
-            .get(&code)
-            .ignore()
-            .query_async::<()>(conn)
-            .await?;
+        let mut read = redis::pipe();
+        read.get(&code).ignore();
+        if self.replica_acks > 0 {
+            read.cmd("PTTL").arg(&code).ignore();
+        }
+        read.query_async::<()>(conn).await?;
         redis::pipe()
             .atomic()
             .cmd("GETDEL")
@@ -541,7 +542,7 @@ impl RedisStore {
     ) -> Result<Verdict, StoreError> {
         // After the miss's GET: only a query sent from now on can vouch
         // for it.
-        let missed_at = std::time::Instant::now();
+        let missed_at = Instant::now();
         let Some(ours) = &held.master else {
             return Err(not_confirmed());
         };
@@ -564,7 +565,31 @@ impl RedisStore {
     ) -> Result<TakeOutcome, StoreError> {
         let code_key = self.keys.code(request.code);
         let mut conn = held.conn.clone();
-        let raw: Option<Vec<u8>> = self.bounded(conn.get(&code_key)).await?;
+        // With replica acknowledgements, a take that falls short of them is
+        // put back ([`Self::replicated`]), with no more life than it had:
+        // its `PTTL` is read with the record, and counted down from before
+        // the read was sent, so it can only come out shorter.
+        let read_at = Instant::now();
+        let (raw, expiry) = if self.replica_acks > 0 {
+            let (raw, pttl): (Option<Vec<u8>>, i64) = self
+                .bounded(
+                    redis::pipe()
+                        .get(&code_key)
+                        .cmd("PTTL")
+                        .arg(&code_key)
+                        .query_async(&mut conn),
+                )
+                .await?;
+            let expiry = match u64::try_from(pttl) {
+                Ok(ms) => Expiry::At(read_at + Duration::from_millis(ms)),
+                // -1: written without a lifetime (against the contract).
+                Err(_) if pttl == -1 => Expiry::Never,
+                Err(_) => Expiry::Unknown,
+            };
+            (raw, expiry)
+        } else {
+            (self.bounded(conn.get(&code_key)).await?, Expiry::Unknown)
+        };
         let Some(raw) = raw else {
             return self.after_miss(&mut conn, request.code).await;
         };
@@ -609,9 +634,9 @@ impl RedisStore {
                     // the contract (codes are written once, with NX). Judge
                     // what was taken, not what was checked.
                     tracing::error!("a code's record changed between its check and its take");
-                    return self.retaken(&mut conn, &taken, request).await;
+                    return self.retaken(&mut conn, &taken, request, expiry).await;
                 }
-                self.replicated(&mut conn, request).await?;
+                self.replicated(&mut conn, request, &raw, expiry).await?;
                 Ok(TakeOutcome::Taken(Box::new(record)))
             }
             // Nothing to take and no marker before this one: the code
@@ -645,13 +670,14 @@ impl RedisStore {
         conn: &mut Conn,
         raw: &[u8],
         request: &TakeRequest<'_>,
+        expiry: Expiry,
     ) -> Result<TakeOutcome, StoreError> {
         let outcome = match CodeRecord::parse(raw) {
             Err(bad) => TakeOutcome::BadRecord(bad),
             Ok(record) => match check(&record, &request.presented) {
                 Err(mismatch) => TakeOutcome::Mismatch(mismatch),
                 Ok(()) => {
-                    self.replicated(conn, request).await?;
+                    self.replicated(conn, request, raw, expiry).await?;
                     return Ok(TakeOutcome::Taken(Box::new(record)));
                 }
             },
@@ -664,20 +690,24 @@ impl RedisStore {
     /// take among them (`WAIT`, on the node that ran it). Short of that the
     /// take is not durable: a failover could promote a replica where the
     /// code is still unredeemed, and a second redemption there would get
-    /// tokens too. So no tokens: the request gets a 503, and the code,
-    /// consumed on this master, is either gone for good (no failover) or
-    /// redeemable once on the new master. Behind Sentinel a shortfall is
-    /// also the first sign of a failover (a promoted replica stops acking
-    /// its old master long before the sentinels demote it): the connection
-    /// is dropped so the next command asks the sentinels for the master.
+    /// tokens too. So no tokens: the request gets a 503, and the take is
+    /// put back on this master ([`Self::put_back`]), so the client's retry,
+    /// as the 503 asks, redeems the code once a replica acknowledges (on
+    /// this master or the next). Behind Sentinel a shortfall is also the
+    /// first sign of a failover (a promoted replica stops acking its old
+    /// master long before the sentinels demote it): the connection is
+    /// dropped so the next command asks the sentinels for the master.
     ///
-    /// On this master the used marker is rewritten to say that no tokens
-    /// were issued ([`Self::marked_without_tokens`]): the client's retry,
-    /// as the 503 asks, is then told so, not taken for a replay.
+    /// Where the take cannot be put back (the code's time is up, or the
+    /// write fails), the used marker is rewritten to say that no tokens
+    /// were issued ([`Self::marked_without_tokens`]): the retry is then
+    /// told so, not taken for a replay.
     async fn replicated(
         &self,
         conn: &mut Conn,
         request: &TakeRequest<'_>,
+        raw: &[u8],
+        expiry: Expiry,
     ) -> Result<(), StoreError> {
         let code = request.code;
         if self.replica_acks == 0 {
@@ -699,14 +729,72 @@ impl RedisStore {
         if acked >= i64::from(self.replica_acks) {
             return Ok(());
         }
-        self.marked_without_tokens(conn, request).await;
+        let put_back = self.put_back(conn, request, raw, expiry).await;
+        if !put_back {
+            self.marked_without_tokens(conn, request).await;
+        }
         if matches!(self.client, Client::Sentinel(..)) {
             self.drop_connection();
         }
         Err(StoreError::Unavailable(format!(
-            "the take reached {acked} of {} replicas within {wait_ms} ms; no tokens issued",
-            self.replica_acks
+            "the take reached {acked} of {} replicas within {wait_ms} ms; no tokens issued, {}",
+            self.replica_acks,
+            if put_back {
+                "and the code is redeemable again"
+            } else {
+                "and the code stays consumed"
+            }
         )))
+    }
+
+    /// Undo a take whose `WAIT` fell short, so that the client's retry (the
+    /// 503 asks for one) can still redeem the code once a replica holds
+    /// it: a failover, during which the new master has no replica yet, must
+    /// not turn a live sign-in into a final 400. One `MULTI` on the take's
+    /// node: the record again (`SET … NX`, with what was left of its life,
+    /// never more) and the used marker gone. Nothing was issued, so this is
+    /// the state before the take; exactly once still holds, because tokens
+    /// need a take that the replicas acknowledged. `false` when the code's
+    /// time is up or the write fails: the caller then marks the take as one
+    /// that issued no tokens.
+    async fn put_back(
+        &self,
+        conn: &mut Conn,
+        request: &TakeRequest<'_>,
+        raw: &[u8],
+        expiry: Expiry,
+    ) -> bool {
+        let mut set = redis::cmd("SET");
+        set.arg(self.keys.code(request.code)).arg(raw).arg("NX");
+        match expiry {
+            Expiry::Unknown => return false,
+            Expiry::Never => {}
+            Expiry::At(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                if left < Duration::from_millis(1) {
+                    return false;
+                }
+                set.arg("PX").arg(left.as_millis() as u64);
+            }
+        }
+        let mut undo = redis::pipe();
+        undo.atomic()
+            .add_command(set)
+            .ignore()
+            .cmd("DEL")
+            .arg(self.keys.used(request.code))
+            .ignore();
+        match self.bounded(undo.query_async::<()>(conn)).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    grant_id = %request.grant.grant_id,
+                    "could not put back a take that issued no tokens"
+                );
+                false
+            }
+        }
     }
 
     /// Rewrite the used marker of a take that will issue nothing, keeping
@@ -797,6 +885,16 @@ impl RedisStore {
             .await
             .map(drop)
     }
+}
+
+/// What was left of a code's life when its record was read.
+#[derive(Debug, Clone, Copy)]
+enum Expiry {
+    At(Instant),
+    /// Written without a lifetime.
+    Never,
+    /// Not read (no replica acknowledgements asked), or the key had gone.
+    Unknown,
 }
 
 /// What a connection is opened from.

@@ -44,6 +44,7 @@ pub const ACL_RULES: &[&str] = &[
     "+ping",
     "+get",
     "+getdel",
+    "+pttl",
     "+set",
     "+del",
     "+multi",
