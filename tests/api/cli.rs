@@ -1097,11 +1097,24 @@ fn a_misspelled_setting_stops_start_up_naming_the_nearest() {
             let mut run = Command::new(BIN);
             run.env_clear()
                 .env("TOKEN_ENDPOINT_BIND", format!("127.0.0.1:{}", free_port()))
-                .env(typo, value);
+                .env(typo, value)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
             if let Some(command) = command {
                 run.arg(command);
             }
-            let output = run.output().expect("run the binary");
+            // Bounded: before the fix, `serve` started the demo and ran on.
+            let mut child = run.spawn().expect("run the binary");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().unwrap().is_none() {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("{typo} ({command:?}): still running after 10 s");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let output = child.wait_with_output().unwrap();
             let stderr = String::from_utf8_lossy(&output.stderr);
             assert!(!output.status.success(), "{typo} ({command:?}): exited 0");
             assert!(

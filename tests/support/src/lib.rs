@@ -70,7 +70,34 @@ macro_rules! on_every_store {
     };
 }
 
+/// A port for a server a test starts: free now on both `127.0.0.1` and
+/// `0.0.0.0`, never handed out twice in this process, and below Linux's
+/// ephemeral range (32768-60999). A port the kernel picked for `:0` sits in
+/// that range, where the suite's many outgoing connections take their local
+/// ports too: a server then bound to it could meet `Address already in use`
+/// (seen in CI). Falls back to an ephemeral port if the low range is full.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    // Start where another run (another test binary) is unlikely to be.
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % SPAN,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    let free = |port: u16| {
+        TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("0.0.0.0", port)).is_ok()
+    };
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        if free(port) {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("bind an ephemeral port")
