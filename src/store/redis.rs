@@ -569,8 +569,8 @@ impl RedisStore {
         // put back ([`Self::replicated`]), with no more life than it had:
         // its `PTTL` is read with the record, and counted down from before
         // the read was sent, so it can only come out shorter.
-        let read_at = Instant::now();
         let (raw, expiry) = if self.replica_acks > 0 {
+            let read_at = Instant::now();
             let (raw, pttl): (Option<Vec<u8>>, i64) = self
                 .bounded(
                     redis::pipe()
