@@ -136,11 +136,7 @@ async fn a_retry_after_a_replica_shortfall_is_not_a_replay_on_a_cluster() {
     let tweak = cluster.tweak();
     let app = spawn_app_on(None, Arc::new(AppFiles::new()), |settings| {
         tweak(settings);
-        if let token_endpoint::config::StoreSettings::Redis { replica_acks, .. } =
-            &mut settings.store
-        {
-            *replica_acks = 1;
-        }
+        set_replica_acks(settings, 1);
     })
     .await;
     for _ in 0..6 {

@@ -11,6 +11,13 @@ pub use token_endpoint_test_support::*;
 #[cfg(feature = "slow-tests")]
 pub static ONE_LOAD_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// `TOKEN_ENDPOINT_REDIS_REPLICA_ACKS` on settings that use Redis.
+pub fn set_replica_acks(settings: &mut token_endpoint::config::Settings, acks: u32) {
+    if let token_endpoint::config::StoreSettings::Redis { replica_acks, .. } = &mut settings.store {
+        *replica_acks = acks;
+    }
+}
+
 /// The redemption contract, over whatever `app` stores in: a wrong
 /// verifier is refused and consumes nothing, the right one redeems with
 /// verifiable tokens, a replay is refused.

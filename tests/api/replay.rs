@@ -3,8 +3,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use token_endpoint::config::StoreSettings;
-
 use crate::helpers::*;
 use token_endpoint_test_support::on_every_store;
 
@@ -186,9 +184,7 @@ async fn redis_that_stops_answering_is_a_bounded_503() {
 async fn a_retry_after_a_replica_shortfall_is_not_a_replay() {
     let redis = Arc::new(std::sync::Mutex::new(RedisServer::start()));
     let app = spawn_app_on(Some(redis), Arc::new(AppFiles::new()), |settings| {
-        if let StoreSettings::Redis { replica_acks, .. } = &mut settings.store {
-            *replica_acks = 1;
-        }
+        set_replica_acks(settings, 1)
     })
     .await;
     let issued = app.issue(grant("public-app")).await;

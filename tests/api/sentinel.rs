@@ -152,6 +152,31 @@ async fn a_failover_with_the_services_defaults_loses_no_code_it_took() {
     );
 }
 
+/// A master, a replica and sentinels whose servers run with
+/// `min-replicas-to-write`, and the service behind them with `acks`.
+async fn failover_group(
+    acks: u32,
+    min_replicas_to_write: u32,
+) -> (Arc<RedisSentinelGroup>, TestApp) {
+    let group = Arc::new(RedisSentinelGroup::start());
+    for server in [&group.master, &group.replica] {
+        let mut conn = server.client().get_connection().expect("server");
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("min-replicas-to-write")
+            .arg(min_replicas_to_write)
+            .query(&mut conn)
+            .expect("CONFIG SET");
+    }
+    let tweak = group.tweak();
+    let app = spawn_app_on(None, Arc::new(AppFiles::new()), |settings| {
+        tweak(settings);
+        set_replica_acks(settings, acks);
+    })
+    .await;
+    (group, app)
+}
+
 /// What [`fresh_codes_through_a_failover`] counted.
 struct Counts {
     /// First answers 400 `invalid_grant`.
@@ -169,26 +194,7 @@ struct Counts {
 /// The loop of the tests above, with the service's `REPLICA_ACKS` and the
 /// servers' `min-replicas-to-write`; prints its counts.
 async fn fresh_codes_through_a_failover(acks: u32, min_replicas_to_write: u32) -> Counts {
-    let group = Arc::new(RedisSentinelGroup::start());
-    for server in [&group.master, &group.replica] {
-        let mut conn = server.client().get_connection().expect("server");
-        let _: () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("min-replicas-to-write")
-            .arg(min_replicas_to_write)
-            .query(&mut conn)
-            .expect("CONFIG SET");
-    }
-    let tweak = group.tweak();
-    let app = spawn_app_on(None, Arc::new(AppFiles::new()), |settings| {
-        tweak(settings);
-        if let token_endpoint::config::StoreSettings::Redis { replica_acks, .. } =
-            &mut settings.store
-        {
-            *replica_acks = acks;
-        }
-    })
-    .await;
+    let (group, app) = failover_group(acks, min_replicas_to_write).await;
 
     let old_master = group.master.port;
     let started = Instant::now();
@@ -327,24 +333,7 @@ async fn fresh_codes_through_a_failover(acks: u32, min_replicas_to_write: u32) -
 /// that would have moved it: the event alone does.
 #[tokio::test]
 async fn workers_follow_switch_master_before_the_old_master_is_demoted() {
-    let group = Arc::new(RedisSentinelGroup::start());
-    for server in [&group.master, &group.replica] {
-        let mut conn = server.client().get_connection().expect("server");
-        let _: () = redis::cmd("CONFIG")
-            .arg(&["SET", "min-replicas-to-write", "0"])
-            .query(&mut conn)
-            .expect("CONFIG SET");
-    }
-    let tweak = group.tweak();
-    let app = spawn_app_on(None, Arc::new(AppFiles::new()), |settings| {
-        tweak(settings);
-        if let token_endpoint::config::StoreSettings::Redis { replica_acks, .. } =
-            &mut settings.store
-        {
-            *replica_acks = 0;
-        }
-    })
-    .await;
+    let (group, app) = failover_group(0, 0).await;
     // Every worker opens its connection to the old master.
     for _ in 0..8 {
         let issued = app.issue(grant("public-app")).await;
