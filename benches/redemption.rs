@@ -106,14 +106,13 @@ impl Bench {
             .insert(&issued.code, &record, CODE_TTL)
             .await
             .expect("the store accepts a fresh code");
-        let form = TokenForm {
-            grant_type: Some("authorization_code".into()),
-            code: Some(issued.code),
-            redirect_uri: Some(REDIRECT_URI.into()),
-            client_id: Some("demo".into()),
-            code_verifier: Some(issued.verifier),
-            ..TokenForm::default()
-        };
+        let form = TokenForm::from_pairs([
+            ("grant_type", "authorization_code"),
+            ("code", issued.code.as_str()),
+            ("redirect_uri", REDIRECT_URI),
+            ("client_id", "demo"),
+            ("code_verifier", issued.verifier.as_str()),
+        ]);
         TokenRequest::from_form(form, None).expect("the request is valid")
     }
 

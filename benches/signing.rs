@@ -26,8 +26,8 @@ use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use token_endpoint::clients::{Client, ClientRegistry};
 use token_endpoint::contract::frontend::{prepare, Grant};
-use token_endpoint::contract::record::CodeRecord;
 use token_endpoint::grant::abuse::{AuthFailureLimiter, AuthLimits, MAX_ADDRESSES};
+use token_endpoint::grant::authorization_code::granted;
 use token_endpoint::grant::error::Reason;
 use token_endpoint::grant::request::{TokenForm, TokenRequest};
 use token_endpoint::metrics::Metrics;
@@ -35,7 +35,7 @@ use token_endpoint::pkce::{self, CodeVerifier};
 use token_endpoint::tokens::aws_lc_signer::AwsLcSigner;
 use token_endpoint::tokens::keys::SigningKey;
 use token_endpoint::tokens::ring_provider::{self, RingSigner};
-use token_endpoint::tokens::{GrantIds, TokenMinter};
+use token_endpoint::tokens::{Binding, GrantIds, Granted, TokenMinter};
 
 /// PKCS#8 DER and PEM of one key per algorithm.
 struct Keys {
@@ -125,7 +125,7 @@ fn signing(c: &mut Criterion) {
 /// profile` grant, with fixed ids so each iteration signs the same claims.
 struct MintFixture {
     client: Client,
-    record: CodeRecord,
+    record: Granted,
     ids: GrantIds<'static>,
 }
 
@@ -134,6 +134,7 @@ impl MintFixture {
         let registry = ClientRegistry::demo();
         let client = registry.get("demo").expect("demo client").as_ref().clone();
         let (_, record) = prepare(Grant::new("demo", "alice", "openid profile"));
+        let record = granted(record, Binding::Bearer);
         Self {
             client,
             record,

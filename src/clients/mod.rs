@@ -18,6 +18,7 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use self::redirect::RedirectUri;
+use crate::grant::GrantType;
 use crate::tokens::keys::{alg_name, parse_alg};
 use crate::tokens::Recipient;
 
@@ -114,6 +115,9 @@ pub struct Client {
     pub access_token_lifetime: Duration,
     pub id_token_lifetime: Duration,
     pub id_token_alg: Algorithm,
+    /// The grant types it may use at the token endpoint (RFC 7591 §2
+    /// `grant_types`); others are `unauthorized_client`.
+    pub grant_types: Vec<GrantType>,
 }
 
 /// Every registered client, by `client_id`.
@@ -195,6 +199,13 @@ struct ClientEntry {
     allowed_cors_origins: Vec<String>,
     #[serde(default)]
     redirect_uris: Vec<String>,
+    #[serde(default = "default_grant_types")]
+    grant_types: Vec<String>,
+}
+
+/// RFC 7591 §2's default for `grant_types`: the code grant alone.
+fn default_grant_types() -> Vec<String> {
+    vec![GrantType::AuthorizationCode.name().into()]
 }
 
 #[derive(Deserialize)]
@@ -306,6 +317,7 @@ impl ClientRegistry {
             access_token_lifetime: Duration::from_secs(300),
             id_token_lifetime: Duration::from_secs(300),
             id_token_alg: Algorithm::ES256,
+            grant_types: vec![GrantType::AuthorizationCode],
         };
         let clients = [
             demo("demo", ClientAuth::None, true),
@@ -470,7 +482,30 @@ impl ClientEntry {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let mut grant_types: Vec<GrantType> = Vec::new();
+        for (i, name) in self.grant_types.iter().enumerate() {
+            let grant_type = GrantType::named(name).ok_or_else(|| {
+                let supported: Vec<&str> = GrantType::ALL.iter().map(|g| g.name()).collect();
+                FieldError::new(
+                    format!("grant_types[{i}]"),
+                    format!(
+                        "{name:?} is not a grant type this token endpoint serves ({})",
+                        supported.join(", ")
+                    ),
+                )
+            })?;
+            if !grant_types.contains(&grant_type) {
+                grant_types.push(grant_type);
+            }
+        }
+        if grant_types.is_empty() {
+            return Err(FieldError::new(
+                "grant_types",
+                "is empty: the client could redeem nothing (leave it out for [\"authorization_code\"])",
+            ));
+        }
         Ok(Client {
+            grant_types,
             resource_indicators,
             allowed_cors_origins,
             redirect_uris,
@@ -518,9 +553,12 @@ impl Client {
         !matches!(self.auth, ClientAuth::None)
     }
 
-    /// The longer of the two token lifetimes: how long anything issued to
-    /// this client for one grant stays valid.
-    pub fn longest_token_lifetime(&self) -> Duration {
+    /// How long anything a grant of this client can lead to stays valid:
+    /// its access token, its ID token, and whatever else a grant type adds
+    /// (a refresh token's absolute lifetime belongs here). A code's used
+    /// marker and a grant's revocation live this long, so that a replay
+    /// late in that time still revokes everything the code led to.
+    pub fn longest_grant_lifetime(&self) -> Duration {
         self.access_token_lifetime.max(self.id_token_lifetime)
     }
 }
@@ -714,5 +752,38 @@ mod tests {
         for bad in ["", ":x", "https:", "a b:c", "https://a.test/ x", "x"] {
             assert!(!is_absolute_uri(bad), "{bad:?}");
         }
+    }
+
+    /// `grant_types` defaults to the code grant, names only grant types the
+    /// service serves (the error lists them), and may not be empty.
+    #[test]
+    fn grant_types_default_to_the_code_grant_and_name_only_served_ones() {
+        let client = |extra: &str| {
+            ClientRegistry::from_toml(&format!(
+                "[[clients]]\nclient_id = \"web\"\ntoken_endpoint_auth_method = \"none\"\naudience = \"https://api\"\n{extra}"
+            ))
+        };
+        let web = client("").unwrap();
+        assert_eq!(
+            web.get("web").unwrap().grant_types,
+            [GrantType::AuthorizationCode]
+        );
+        let listed =
+            client(r#"grant_types = ["authorization_code", "authorization_code"]"#).unwrap();
+        assert_eq!(
+            listed.get("web").unwrap().grant_types,
+            [GrantType::AuthorizationCode]
+        );
+        let err = client(r#"grant_types = ["authorization_code", "implicit"]"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("grant_types[1]")
+                && err.contains("implicit")
+                && err.contains("authorization_code"),
+            "{err}"
+        );
+        let err = client("grant_types = []").unwrap_err().to_string();
+        assert!(err.contains("grant_types is empty"), "{err}");
     }
 }

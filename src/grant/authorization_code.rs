@@ -1,54 +1,125 @@
-//! The authorization code grant (RFC 6749 §4.1.3, RFC 7636 §4.6): take the
-//! code from the store, exactly once, with its checks (client, redirect
-//! URI, PKCE), and turn a take that found nothing redeemable into the
-//! client's answer. What the grant yields, the code's record, goes on to
-//! the shared minting step ([`super::Redeemer::redeem`]).
+//! The authorization code grant (RFC 6749 §4.1.3, RFC 7636 §4.6): its
+//! parameters, its validation, and its consume step, which takes the code
+//! from the store exactly once with its checks (client, redirect URI, PKCE)
+//! and turns a take that found nothing redeemable into the client's answer.
+//! What it yields, the code's grant, goes on to the shared minting step
+//! ([`super::Redeemer::redeem`]).
 
 use std::time::Instant;
 
-use super::request::TokenRequest;
-use super::{Reason, Redeemer, TokenError};
+use super::error::{Reason, TokenError};
+use super::request::TokenForm;
+use super::{Context, Grant, GrantType, Redeemer};
 use crate::clients::Client;
-use crate::contract::record::{check_resource, CodeRecord, Mismatch, Presented};
+use crate::contract::record::{
+    check_resource, is_well_formed_code, CodeRecord, Mismatch, Presented,
+};
+use crate::pkce::CodeVerifier;
 use crate::store::{GrantMarker, TakeOutcome, TakeRequest};
+use crate::tokens::{Binding, Granted};
 use crate::unix_now;
 
-impl Redeemer {
-    /// Take the code of `request` for `client` (authenticated), leaving
-    /// `marker` behind; the record it held, checked.
-    pub(super) async fn take_code(
-        &self,
-        client: &Client,
-        request: &TokenRequest,
-        marker: &GrantMarker,
-    ) -> Result<Box<CodeRecord>, TokenError> {
-        if !request.code.is_well_formed() {
-            tracing::info!(
-                client_id = %client.client_id,
-                "code outside the contract's character set or length: answered as unknown, the store not asked"
-            );
-            return Err(TokenError::unusable_code(Reason::MalformedCode));
+/// `grant_type=authorization_code`, as presented.
+#[derive(Debug)]
+pub struct CodeGrant {
+    code: AuthCode,
+    redirect_uri: Option<String>,
+    verifier: CodeVerifier,
+}
+
+impl CodeGrant {
+    /// The code as presented (a secret: never log it).
+    pub fn code(&self) -> &str {
+        self.code.as_str()
+    }
+
+    /// Whether the code is within the contract's character set and length,
+    /// so that the store is asked for it at all.
+    pub fn code_is_well_formed(&self) -> bool {
+        self.code.is_well_formed()
+    }
+
+    pub fn redirect_uri(&self) -> Option<&str> {
+        self.redirect_uri.as_deref()
+    }
+
+    pub fn verifier(&self) -> &CodeVerifier {
+        &self.verifier
+    }
+}
+
+impl Grant for CodeGrant {
+    const TYPE: GrantType = GrantType::AuthorizationCode;
+    const PARAMETERS: &'static [&'static str] = &["code", "redirect_uri", "code_verifier"];
+
+    fn parse(form: &mut TokenForm) -> Result<Self, TokenError> {
+        let code = form
+            .take("code")
+            .ok_or_else(|| TokenError::invalid_request("code is required"))?;
+        let verifier = form.take("code_verifier").ok_or_else(|| {
+            TokenError::invalid_request(
+                "code_verifier is required: this server requires PKCE (RFC 7636) for every authorization code",
+            )
+        })?;
+        let verifier = CodeVerifier::parse(verifier)
+            .map_err(|e| TokenError::new(Reason::MalformedVerifier, e.to_string()))?;
+        Ok(Self {
+            code: AuthCode::new(code),
+            redirect_uri: form.take("redirect_uri"),
+            verifier,
+        })
+    }
+
+    /// A code outside the contract's character set or length was never
+    /// issued: it is answered like an unknown code without asking the store
+    /// (in Redis Cluster a brace in it would even split its keys over two
+    /// slots).
+    fn validate(&self, client: &Client) -> Result<(), TokenError> {
+        if self.code.is_well_formed() {
+            return Ok(());
         }
+        tracing::info!(
+            client_id = %client.client_id,
+            "code outside the contract's character set or length: answered as unknown, the store not asked"
+        );
+        Err(TokenError::unusable_code(Reason::MalformedCode))
+    }
+
+    /// Take the code for the authenticated client, leaving a used marker
+    /// that names this grant, and check what it held.
+    async fn consume(
+        &self,
+        redeemer: &Redeemer,
+        context: &Context<'_>,
+    ) -> Result<Granted, TokenError> {
+        let client = context.client;
+        let marker = GrantMarker {
+            grant_id: context.grant_id.to_owned(),
+            tokens_expire_at: context.now + client.longest_grant_lifetime().as_secs(),
+            client_id: client.client_id.clone(),
+            verifier_digest: self.verifier.s256_challenge().to_owned(),
+        };
         let take = TakeRequest {
-            code: request.code.as_str(),
+            code: self.code.as_str(),
             presented: Presented {
                 client_id: &client.client_id,
-                redirect_uri: request.redirect_uri.as_deref(),
-                verifier: &request.verifier,
+                redirect_uri: self.redirect_uri.as_deref(),
+                verifier: &self.verifier,
                 allow_plain: client.allow_plain_pkce,
             },
-            grant: marker,
+            grant: &marker,
         };
         let started = Instant::now();
-        let outcome = self.store.take(&take).await;
-        self.metrics
+        let outcome = redeemer.store.take(&take).await;
+        redeemer
+            .metrics
             .store_duration
             .observe(started.elapsed().as_secs_f64());
         let record = match outcome {
             Ok(TakeOutcome::Taken(record)) => record,
-            Ok(other) => return Err(self.refuse(other, client, request).await),
+            Ok(other) => return Err(self.refuse(redeemer, other, client).await),
             Err(e) => {
-                self.metrics.store_errors.inc();
+                redeemer.metrics.store_errors.inc();
                 tracing::error!(error = %e, "code store failed");
                 return Err(TokenError::unavailable());
             }
@@ -58,7 +129,7 @@ impl Redeemer {
             // Nothing is issued; the record is consumed (no request could
             // ever redeem it), and its used marker goes so that a retry is
             // an unknown code, not a replay.
-            self.store.forget_take(request.code.as_str()).await;
+            redeemer.store.forget_take(self.code.as_str()).await;
             tracing::warn!(
                 security_event = "resource_not_allowed",
                 client_id = %client.client_id,
@@ -70,20 +141,68 @@ impl Redeemer {
                 mismatch.description(),
             ));
         }
+        Ok(granted(*record, context.binding.clone()))
+    }
+}
 
-        Ok(record)
+/// What a code's record grants, for minting.
+pub fn granted(record: CodeRecord, binding: Binding) -> Granted {
+    Granted {
+        sub: record.sub,
+        scope: record.scope,
+        resource: record.resource,
+        auth_time: record.auth_time,
+        acr: record.acr,
+        amr: record.amr,
+        nonce: record.nonce,
+        claims: record.claims,
+        binding,
+    }
+}
+
+/// An authorization code as presented, and whether it can be one at all.
+struct AuthCode {
+    value: String,
+    /// Within the contract's character set and length
+    /// ([`is_well_formed_code`]).
+    well_formed: bool,
+}
+
+impl AuthCode {
+    fn new(value: String) -> Self {
+        Self {
+            well_formed: is_well_formed_code(&value),
+            value,
+        }
     }
 
+    fn as_str(&self) -> &str {
+        &self.value
+    }
+
+    fn is_well_formed(&self) -> bool {
+        self.well_formed
+    }
+}
+
+impl std::fmt::Debug for AuthCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthCode([redacted])")
+    }
+}
+
+impl CodeGrant {
     /// Turn a take that found no redeemable code into the client's answer,
     /// logging the precise reason on the way. Whatever could tell a stranger
     /// that the code exists (issued to another client, redeemed by someone
     /// else) is answered like an unknown code.
     async fn refuse(
         &self,
+        redeemer: &Redeemer,
         outcome: TakeOutcome,
         client: &Client,
-        request: &TokenRequest,
     ) -> TokenError {
+        let request = self;
         let client_id = client.client_id.as_str();
         match outcome {
             TakeOutcome::Taken(_) => TokenError::server_error(),
@@ -91,7 +210,7 @@ impl Redeemer {
             TakeOutcome::Replayed(marker)
                 if marker.is_owned_by(client_id, request.verifier.s256_challenge()) =>
             {
-                self.metrics.code_replays.inc();
+                redeemer.metrics.code_replays.inc();
                 tracing::warn!(
                     security_event = "code_replay",
                     client_id,
@@ -99,8 +218,8 @@ impl Redeemer {
                     "authorization code redeemed a second time by its owner; revoking the grant it produced"
                 );
                 let ttl = marker.ttl(unix_now());
-                if let Err(e) = self.store.revoke_grant(&marker.grant_id, ttl).await {
-                    self.metrics.store_errors.inc();
+                if let Err(e) = redeemer.store.revoke_grant(&marker.grant_id, ttl).await {
+                    redeemer.metrics.store_errors.inc();
                     tracing::error!(error = %e, grant_id = %marker.grant_id, "could not record the revocation of a replayed grant");
                 }
                 TokenError::invalid_grant(

@@ -1,15 +1,23 @@
-//! The token request's path, free of HTTP: authenticate the client, check
-//! the browser origin, run the grant, mint the tokens. Data flows one way:
-//! [`TokenRequest`] -> [`Client`] -> [`CodeRecord`](crate::contract::record::CodeRecord) -> `Minted` ->
-//! [`TokenResponse`].
+//! The token request's path, free of HTTP: one pipeline for every grant
+//! type. Data flows one way:
+//! [`TokenRequest`] -> [`Client`] -> the grant's [`Granted`] -> `Minted` ->
+//! [`TokenResponse`]. The steps, in order (docs/architecture.md):
 //!
-//! A grant type is one module that turns a validated request into what the
-//! tokens are minted from: `authorization_code` today. Client
-//! authentication (`client_auth`, with [`abuse`]'s limits), the origin
-//! check and minting are shared steps around it.
+//! 1. parse: the grant type and its parameters ([`request`], [`Grant::parse`]);
+//! 2. authenticate the client ([`client_auth`], with [`abuse`]'s limits);
+//! 3. check that the client is registered for the grant type (`grant_types`);
+//! 4. check the browser origin (CORS);
+//! 5. check the sender constraint (a no-op today: every token is a bearer
+//!    token; a DPoP proof is checked here, before anything is consumed);
+//! 6. the grant's validate, then its consume ([`Grant`]);
+//! 7. mint;
+//! 8. respond.
+//!
+//! A grant type is one module implementing [`Grant`], registered in
+//! [`GrantType`] and [`GrantRequest`]: `authorization_code` today.
 
 pub mod abuse;
-mod authorization_code;
+pub mod authorization_code;
 mod client_auth;
 pub mod error;
 pub mod request;
@@ -26,14 +34,130 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::Serialize;
 
 use self::abuse::AuthFailureLimiter;
-use self::request::TokenRequest;
+use self::authorization_code::CodeGrant;
+use self::error::Headers;
+use self::request::{TokenForm, TokenRequest};
 use crate::clients::{Client, ClientRegistry};
 use crate::metrics::Metrics;
-use crate::store::{CodeStore, GrantMarker};
-use crate::tokens::{GrantIds, TokenMinter};
+use crate::store::CodeStore;
+use crate::tokens::{Binding, GrantIds, Granted, TokenMinter};
 use crate::unix_now;
 
-/// RFC 6749 §5.1 successful response.
+/// One grant type: its parameters, a validate step that runs before
+/// anything is consumed, and a consume step that yields what the tokens are
+/// minted from. Like node-oidc-provider's `lib/actions/grants/` (one file
+/// per grant, with its `parameters` and `handler`) and fosite's token
+/// handlers.
+pub(crate) trait Grant: Sized {
+    /// Its `grant_type`.
+    const TYPE: GrantType;
+    /// The request parameters it reads beside the shared ones.
+    const PARAMETERS: &'static [&'static str];
+
+    /// Its parameters, taken from the form: missing or malformed ones are
+    /// `invalid_request`, before the client is even looked up.
+    fn parse(form: &mut TokenForm) -> Result<Self, TokenError>;
+
+    /// Checks that need nothing from the store, for the authenticated
+    /// client. Nothing is consumed yet.
+    fn validate(&self, client: &Client) -> Result<(), TokenError>;
+
+    /// Consume the grant, exactly once, and say what it grants. A refusal
+    /// consumes nothing unless the grant could never be redeemed anyway.
+    async fn consume(
+        &self,
+        redeemer: &Redeemer,
+        context: &Context<'_>,
+    ) -> Result<Granted, TokenError>;
+}
+
+/// What the pipeline hands the consume step.
+pub(crate) struct Context<'a> {
+    /// The authenticated client, registered for this grant type.
+    pub client: &'a Client,
+    /// The tokens' key binding, from the sender-constraint step.
+    pub binding: &'a Binding,
+    /// The `grant_id` of the tokens it will lead to.
+    pub grant_id: &'a str,
+    /// Seconds since the epoch, the tokens' `iat`.
+    pub now: u64,
+}
+
+/// Every grant type the token endpoint serves: the registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantType {
+    AuthorizationCode,
+}
+
+impl GrantType {
+    pub const ALL: &'static [GrantType] = &[Self::AuthorizationCode];
+
+    /// The `grant_type` value (and RFC 7591 `grant_types` entry).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+        }
+    }
+
+    pub fn named(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|g| g.name() == name)
+    }
+
+    /// The parameters its requests carry beside the shared ones.
+    pub fn parameters(self) -> &'static [&'static str] {
+        match self {
+            Self::AuthorizationCode => CodeGrant::PARAMETERS,
+        }
+    }
+
+    /// Its request, from the form.
+    pub fn parse(self, form: &mut TokenForm) -> Result<GrantRequest, TokenError> {
+        Ok(match self {
+            Self::AuthorizationCode => GrantRequest::AuthorizationCode(CodeGrant::parse(form)?),
+        })
+    }
+
+    /// `unsupported_grant_type`'s description: what is supported.
+    pub fn unsupported() -> String {
+        let names: Vec<&str> = Self::ALL.iter().map(|g| g.name()).collect();
+        format!(
+            "only grant_type={} is supported",
+            names.join(" or grant_type=")
+        )
+    }
+}
+
+/// A request's grant, with that grant type's parameters.
+#[derive(Debug)]
+pub enum GrantRequest {
+    AuthorizationCode(CodeGrant),
+}
+
+impl GrantRequest {
+    pub fn grant_type(&self) -> GrantType {
+        match self {
+            Self::AuthorizationCode(_) => CodeGrant::TYPE,
+        }
+    }
+
+    fn validate(&self, client: &Client) -> Result<(), TokenError> {
+        match self {
+            Self::AuthorizationCode(grant) => grant.validate(client),
+        }
+    }
+
+    async fn consume(
+        &self,
+        redeemer: &Redeemer,
+        context: &Context<'_>,
+    ) -> Result<Granted, TokenError> {
+        match self {
+            Self::AuthorizationCode(grant) => grant.consume(redeemer, context).await,
+        }
+    }
+}
+
+/// RFC 6749 §5.1 successful response, and the headers it carries.
 #[derive(Serialize)]
 pub struct TokenResponse {
     pub access_token: String,
@@ -42,13 +166,17 @@ pub struct TokenResponse {
     pub scope: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+    #[serde(skip)]
+    pub headers: Headers,
 }
 
 impl std::fmt::Debug for TokenResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenResponse")
+            .field("token_type", &self.token_type)
             .field("expires_in", &self.expires_in)
             .field("scope", &self.scope)
+            .field("headers", &self.headers)
             .finish_non_exhaustive()
     }
 }
@@ -97,37 +225,41 @@ impl Redeemer {
         }
     }
 
-    /// Redeem one code presented from `source` (the client's address, when
-    /// known). The caller records the outcome in the metrics, since it also
-    /// sees the requests that never get this far.
+    /// Answer one token request presented from `source` (the client's
+    /// address, when known): the pipeline of the module's documentation.
+    /// The caller records the outcome in the metrics, since it also sees
+    /// the requests that never get this far.
     pub async fn redeem(
         &self,
         request: TokenRequest,
         source: Option<IpAddr>,
     ) -> Result<TokenResponse, TokenError> {
         let client = self.authenticate(&request.credentials, source)?;
+        check_grant_type(client, request.grant.grant_type())?;
         check_origin(client, request.origin.as_deref())?;
+        let binding = check_sender_constraint(client, &request)?;
+        request.grant.validate(client)?;
         let now = unix_now();
         let [grant_id, jti] = self.random_ids()?;
-        let marker = GrantMarker {
-            grant_id,
-            tokens_expire_at: now + client.longest_token_lifetime().as_secs(),
-            client_id: client.client_id.clone(),
-            verifier_digest: request.verifier.s256_challenge().to_owned(),
+        let context = Context {
+            client,
+            binding: &binding,
+            grant_id: &grant_id,
+            now,
         };
-        let record = self.take_code(client, &request, &marker).await?;
+        let granted = request.grant.consume(self, &context).await?;
 
         let started = Instant::now();
         let ids = GrantIds {
-            grant_id: &marker.grant_id,
+            grant_id: &grant_id,
             jti: &jti,
             now,
         };
         let minted = self
             .minter
-            .mint(&record, &client.recipient(), &ids)
+            .mint(&granted, &client.recipient(), &ids)
             .map_err(|e| {
-                tracing::error!(error = %e, client_id = %client.client_id, "minting failed after the code was taken");
+                tracing::error!(error = %e, client_id = %client.client_id, "minting failed after the grant was consumed");
                 TokenError::server_error()
             })?;
         self.metrics
@@ -137,13 +269,14 @@ impl Redeemer {
         if minted.id_token.is_some() {
             self.metrics.id_tokens.inc();
         }
-        tracing::debug!(client_id = %client.client_id, grant_id = %marker.grant_id, "tokens issued");
+        tracing::debug!(client_id = %client.client_id, %grant_id, "tokens issued");
         Ok(TokenResponse {
             access_token: minted.access_token,
-            token_type: "Bearer",
+            token_type: granted.binding.token_type(),
             expires_in: minted.expires_in,
-            scope: record.scope,
+            scope: granted.scope,
             id_token: minted.id_token,
+            headers: Headers::default(),
         })
     }
 
@@ -223,6 +356,37 @@ impl RandomPool {
     }
 }
 
+/// RFC 6749 §5.2 `unauthorized_client`: the client is registered for
+/// other grant types only (its `grant_types`, RFC 7591 §2). Checked once
+/// the client is authenticated, before anything is consumed.
+fn check_grant_type(client: &Client, grant_type: GrantType) -> Result<(), TokenError> {
+    if client.grant_types.contains(&grant_type) {
+        return Ok(());
+    }
+    tracing::info!(
+        client_id = %client.client_id,
+        grant_type = grant_type.name(),
+        "a grant type this client is not registered for"
+    );
+    Err(TokenError::new(
+        Reason::GrantTypeNotAllowed,
+        format!(
+            "this client is not registered for grant_type={} (its grant_types)",
+            grant_type.name()
+        ),
+    ))
+}
+
+/// The sender constraint of the tokens (RFC 9449): a no-op today, so
+/// every token is a bearer token. The DPoP proof is checked here, before
+/// anything is consumed, and yields [`Binding::Dpop`].
+fn check_sender_constraint(
+    _client: &Client,
+    _request: &TokenRequest,
+) -> Result<Binding, TokenError> {
+    Ok(Binding::Bearer)
+}
+
 /// CORS (docs/browser-apps.md): a browser request whose client does not
 /// allow its origin is refused before anything is taken, whatever the grant.
 fn check_origin(client: &Client, origin: Option<&str>) -> Result<(), TokenError> {
@@ -248,6 +412,36 @@ fn check_origin(client: &Client, origin: Option<&str>) -> Result<(), TokenError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A client is refused a grant type it is not registered for, with
+    /// `unauthorized_client`; today's clients (the default) are not.
+    #[test]
+    fn a_grant_type_outside_the_clients_grant_types_is_unauthorized_client() {
+        let registry = ClientRegistry::demo();
+        let mut client = registry.get("demo").unwrap().as_ref().clone();
+        assert!(check_grant_type(&client, GrantType::AuthorizationCode).is_ok());
+        client.grant_types.clear();
+        let err = check_grant_type(&client, GrantType::AuthorizationCode).unwrap_err();
+        assert_eq!(err.code(), "unauthorized_client");
+        assert_eq!(err.status(), 400);
+        assert_eq!(err.reason(), Reason::GrantTypeNotAllowed);
+        assert!(err.description().contains("grant_type=authorization_code"));
+    }
+
+    /// Every registered grant type parses by its name, and the
+    /// `unsupported_grant_type` description lists them all.
+    #[test]
+    fn the_registration_is_consistent() {
+        for grant in GrantType::ALL {
+            assert_eq!(GrantType::named(grant.name()), Some(*grant));
+            assert!(GrantType::unsupported().contains(grant.name()));
+        }
+        assert_eq!(
+            GrantType::unsupported(),
+            "only grant_type=authorization_code is supported"
+        );
+        assert_eq!(GrantType::named("password"), None);
+    }
 
     /// Across refills, every take is fresh: no chunk handed out twice, none
     /// left zeroed.

@@ -7,21 +7,32 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use secrecy::SecretString;
 
-use crate::contract::record::is_well_formed_code;
 use crate::grant::error::{Reason, TokenError};
-use crate::pkce::CodeVerifier;
+use crate::grant::{GrantRequest, GrantType};
 
-/// The parameters of a token request this service reads. Others are ignored
-/// (RFC 6749 §3.2: "The authorization server MUST ignore unrecognized
-/// request parameters").
-#[derive(Default)]
+/// The parameters every token request may carry, whatever its grant type;
+/// each grant type adds its own ([`GrantType::parameters`]).
+const SHARED_PARAMETERS: &[&str] = &["grant_type", "client_id", "client_secret"];
+
+/// The parameters of a token request this service reads: the shared ones
+/// and those of every registered grant type. Others are ignored (RFC 6749
+/// §3.2: "The authorization server MUST ignore unrecognized request
+/// parameters").
+#[derive(Default, Clone, PartialEq, Eq)]
 pub struct TokenForm {
-    pub grant_type: Option<String>,
-    pub code: Option<String>,
-    pub redirect_uri: Option<String>,
-    pub client_id: Option<String>,
-    pub client_secret: Option<String>,
-    pub code_verifier: Option<String>,
+    /// Each recognized parameter sent with a value, at most once.
+    values: Vec<(&'static str, String)>,
+}
+
+/// The recognized parameter `name` and its position in the list of every
+/// recognized parameter (the shared ones, then each grant's in turn).
+fn recognized(name: &str) -> Option<(usize, &'static str)> {
+    SHARED_PARAMETERS
+        .iter()
+        .chain(GrantType::ALL.iter().flat_map(|g| g.parameters()))
+        .enumerate()
+        .find(|(_, known)| **known == name)
+        .map(|(i, known)| (i, *known))
 }
 
 impl TokenForm {
@@ -31,10 +42,12 @@ impl TokenForm {
     /// - A recognized parameter sent twice is an error (RFC 6749 §3.1, §3.2).
     /// - Percent-decoded bytes must be UTF-8.
     pub fn parse(body: &[u8]) -> Result<Self, TokenError> {
-        let mut form = Self::default();
+        let mut form = Self {
+            values: Vec::with_capacity(6),
+        };
         // One bit per recognized parameter, set on its first occurrence even
         // when empty: `code=&code=x` repeats `code` as much as `code=a&code=b`.
-        let mut seen = 0u8;
+        let mut seen = 0u64;
         for pair in body.split(|&b| b == b'&') {
             if pair.is_empty() {
                 continue;
@@ -43,15 +56,10 @@ impl TokenForm {
             let name = halves.next().unwrap_or_default();
             let value = halves.next().unwrap_or_default();
             let name = decode_component(name)?;
-            let (bit, slot) = match name.as_ref() {
-                "grant_type" => (1, &mut form.grant_type),
-                "code" => (2, &mut form.code),
-                "redirect_uri" => (4, &mut form.redirect_uri),
-                "client_id" => (8, &mut form.client_id),
-                "client_secret" => (16, &mut form.client_secret),
-                "code_verifier" => (32, &mut form.code_verifier),
-                _ => continue,
+            let Some((index, name)) = recognized(&name) else {
+                continue;
             };
+            let bit = 1u64.checked_shl(index as u32).unwrap_or(0);
             if seen & bit != 0 {
                 return Err(TokenError::invalid_request(format!(
                     "parameter {name} is repeated (RFC 6749 section 3.2: parameters MUST NOT be included more than once)"
@@ -60,19 +68,52 @@ impl TokenForm {
             seen |= bit;
             let value = decode_component(value)?;
             if !value.is_empty() {
-                *slot = Some(value.into_owned());
+                form.values.push((name, value.into_owned()));
             }
         }
         Ok(form)
     }
+
+    /// A form of `pairs`, as parsed from a body that sends each of them
+    /// once (for benchmarks and property tests): unrecognized names and
+    /// empty values are left out, as [`Self::parse`] leaves them.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut form = Self::default();
+        for (name, value) in pairs {
+            if let Some((_, name)) = recognized(name) {
+                if !value.is_empty() && form.get(name).is_none() {
+                    form.values.push((name, value.to_owned()));
+                }
+            }
+        }
+        form
+    }
+
+    /// The value of `name`, taken out of the form; `None` if it was omitted
+    /// (or is not a recognized parameter).
+    pub fn take(&mut self, name: &str) -> Option<String> {
+        let at = self.values.iter().position(|(n, _)| *n == name)?;
+        Some(self.values.swap_remove(at).1)
+    }
+
+    /// The value of `name`, if sent.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 impl std::fmt::Debug for TokenForm {
+    /// Parameter names only (and the grant type): values may be secrets.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenForm")
-            .field("grant_type", &self.grant_type)
-            .field("redirect_uri", &self.redirect_uri)
-            .field("client_id", &self.client_id)
+            .field("grant_type", &self.get("grant_type"))
+            .field(
+                "parameters",
+                &self.values.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -114,39 +155,6 @@ pub(crate) fn decode_component(raw: &[u8]) -> Result<Cow<'_, str>, TokenError> {
         .map_err(|_| not_utf8())
 }
 
-/// An authorization code as presented, and whether it can be one at all.
-pub struct AuthCode {
-    value: String,
-    /// Within the contract's character set and length
-    /// ([`is_well_formed_code`]). A code outside it was never issued: it is
-    /// answered like an unknown code without asking the store (in Redis
-    /// Cluster a brace in it would even split its keys over two slots).
-    well_formed: bool,
-}
-
-impl AuthCode {
-    pub fn new(value: String) -> Self {
-        Self {
-            well_formed: is_well_formed_code(&value),
-            value,
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.value
-    }
-
-    pub fn is_well_formed(&self) -> bool {
-        self.well_formed
-    }
-}
-
-impl std::fmt::Debug for AuthCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AuthCode([redacted])")
-    }
-}
-
 /// How the client presented its identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PresentedAuth {
@@ -170,43 +178,35 @@ pub struct ClientCredentials {
 #[derive(Debug)]
 pub struct TokenRequest {
     pub credentials: ClientCredentials,
-    pub code: AuthCode,
-    pub redirect_uri: Option<String>,
-    pub verifier: CodeVerifier,
+    /// The grant it presents, with that grant type's parameters.
+    pub grant: GrantRequest,
     /// The `Origin` a browser sent it from (CORS), if any: set by the HTTP
     /// layer, checked against the client's `allowed_cors_origins`.
     pub origin: Option<String>,
 }
 
 impl TokenRequest {
-    /// Validate a parsed form and the `Authorization` header, if any.
-    pub fn from_form(form: TokenForm, authorization: Option<&[u8]>) -> Result<Self, TokenError> {
-        match form.grant_type.as_deref() {
-            None => return Err(TokenError::invalid_request("grant_type is required")),
-            Some("authorization_code") => {}
-            Some(_) => {
-                return Err(TokenError::new(
-                    Reason::UnsupportedGrantType,
-                    "only grant_type=authorization_code is supported",
-                ))
-            }
-        }
-        let code = form
-            .code
-            .ok_or_else(|| TokenError::invalid_request("code is required"))?;
-        let verifier = form.code_verifier.ok_or_else(|| {
-            TokenError::invalid_request(
-                "code_verifier is required: this server requires PKCE (RFC 7636) for every authorization code",
-            )
+    /// Validate a parsed form and the `Authorization` header, if any: the
+    /// grant type and its parameters first, then the client's credentials.
+    pub fn from_form(
+        mut form: TokenForm,
+        authorization: Option<&[u8]>,
+    ) -> Result<Self, TokenError> {
+        let grant_type = form
+            .take("grant_type")
+            .ok_or_else(|| TokenError::invalid_request("grant_type is required"))?;
+        let grant_type = GrantType::named(&grant_type).ok_or_else(|| {
+            TokenError::new(Reason::UnsupportedGrantType, GrantType::unsupported())
         })?;
-        let verifier = CodeVerifier::parse(verifier)
-            .map_err(|e| TokenError::new(Reason::MalformedVerifier, e.to_string()))?;
-        let credentials = client_credentials(form.client_id, form.client_secret, authorization)?;
+        let grant = grant_type.parse(&mut form)?;
+        let credentials = client_credentials(
+            form.take("client_id"),
+            form.take("client_secret"),
+            authorization,
+        )?;
         Ok(Self {
             credentials,
-            code: AuthCode::new(code),
-            redirect_uri: form.redirect_uri,
-            verifier,
+            grant,
             origin: None,
         })
     }
@@ -319,19 +319,32 @@ mod tests {
 
     #[test]
     fn empty_value_counts_as_omitted_and_unknown_names_are_ignored() {
-        let f = form("code=&foo=1&foo=2&grant_type=authorization_code").unwrap();
-        assert!(f.code.is_none());
-        assert_eq!(f.grant_type.as_deref(), Some("authorization_code"));
+        let mut f = form("code=&foo=1&foo=2&grant_type=authorization_code").unwrap();
+        assert!(f.get("code").is_none());
+        assert!(f.get("foo").is_none());
+        assert_eq!(f.take("grant_type").as_deref(), Some("authorization_code"));
+        assert_eq!(f.take("grant_type"), None);
     }
 
     #[test]
     fn percent_and_plus_decoding() {
         let f = form("redirect_uri=https%3A%2F%2Fa.example%2Fcb%3Fx%3D1+2").unwrap();
-        assert_eq!(
-            f.redirect_uri.as_deref(),
-            Some("https://a.example/cb?x=1 2")
-        );
+        assert_eq!(f.get("redirect_uri"), Some("https://a.example/cb?x=1 2"));
         assert!(form("code=%FF").is_err());
+    }
+
+    /// Every grant's parameters are recognized, and a value never shows in
+    /// `Debug`.
+    #[test]
+    fn each_grant_parameter_is_read_and_never_shown() {
+        for grant in GrantType::ALL {
+            for name in grant.parameters() {
+                let f = form(&format!("{name}=s3cret-value")).unwrap();
+                assert_eq!(f.get(name), Some("s3cret-value"), "{name}");
+                assert!(!format!("{f:?}").contains("s3cret"), "{name}");
+                assert!(form(&format!("{name}=a&{name}=b")).is_err(), "{name}");
+            }
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::AppState;
 use crate::config::{DevEndpoints, Settings};
+use crate::grant::GrantType;
 use crate::tokens::keys::alg_name;
 use crate::tokens::TokenMinter;
 
@@ -20,13 +21,14 @@ impl Published {
     pub fn new(settings: &Settings, minter: &TokenMinter) -> Result<Self, serde_json::Error> {
         let issuer = &settings.issuer;
         let algorithms: Vec<&str> = minter.algorithms().into_iter().map(alg_name).collect();
+        let grant_types: Vec<&str> = GrantType::ALL.iter().map(|g| g.name()).collect();
         let mut discovery = json!({
             "issuer": issuer,
             "authorization_endpoint": settings.authorization_endpoint,
             "token_endpoint": format!("{issuer}/oauth/token"),
             "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
             "response_types_supported": ["code"],
-            "grant_types_supported": ["authorization_code"],
+            "grant_types_supported": grant_types,
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": algorithms,
             "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use self::keys::{alg_name, PublicJwk, SigningKey};
-use crate::contract::record::{CodeRecord, Resource};
+use crate::contract::record::Resource;
 
 /// Claims an ID token's extra `claims` may not set: registered by RFC 7519 or
 /// OpenID Connect Core §2, or set by this service.
@@ -114,6 +114,71 @@ impl std::fmt::Debug for Minted {
             .field("expires_in", &self.expires_in)
             .finish()
     }
+}
+
+/// What tokens are minted from, whatever the grant type: who, with what
+/// scope and audience, how they authenticated, and the key the tokens are
+/// bound to, if any. A code's record is one way to build it
+/// (`crate::grant::authorization_code`); a refresh-token family will be
+/// another. Which client, and the grant's ids, come beside it
+/// ([`Recipient`], [`GrantIds`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Granted {
+    pub sub: String,
+    pub scope: String,
+    /// RFC 8707 resource(s): the access token's `aud`, else the client's
+    /// whole audience. Checked against the client before minting.
+    pub resource: Option<Resource>,
+    pub auth_time: Option<u64>,
+    pub acr: Option<String>,
+    pub amr: Option<Vec<String>>,
+    /// The ID token's `nonce`, from the authorization request.
+    pub nonce: Option<String>,
+    /// Extra ID-token claims the login frontend set.
+    pub claims: Option<Map<String, Value>>,
+    /// The proof-of-possession key the tokens are bound to.
+    pub binding: Binding,
+}
+
+impl Granted {
+    /// Whether the scope asks for an ID token (OpenID Connect Core §3.1.2.1).
+    pub fn is_openid(&self) -> bool {
+        self.scope.split(' ').any(|s| s == "openid")
+    }
+}
+
+/// How the access token is bound to its holder; its `token_type` follows.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Binding {
+    /// Whoever holds it may use it (RFC 6750).
+    #[default]
+    Bearer,
+    /// Bound to a DPoP key (RFC 9449 §6): the access token carries
+    /// `cnf.jkt`, the key's RFC 7638 SHA-256 thumbprint, base64url.
+    Dpop { jkt: String },
+}
+
+impl Binding {
+    /// RFC 6749 §5.1 `token_type` (RFC 9449 §5: `DPoP` for a bound token).
+    pub fn token_type(&self) -> &'static str {
+        match self {
+            Self::Bearer => "Bearer",
+            Self::Dpop { .. } => "DPoP",
+        }
+    }
+
+    fn confirmation(&self) -> Option<Confirmation<'_>> {
+        match self {
+            Self::Bearer => None,
+            Self::Dpop { jkt } => Some(Confirmation { jkt }),
+        }
+    }
+}
+
+/// RFC 7800 `cnf`, as RFC 9449 §6.1 fills it.
+#[derive(Serialize)]
+struct Confirmation<'a> {
+    jkt: &'a str,
 }
 
 /// One grant's identity, for the tokens' `jti` and `grant_id`.
@@ -215,7 +280,7 @@ impl TokenMinter {
     /// grant's scope has `openid`.
     pub fn mint(
         &self,
-        record: &CodeRecord,
+        record: &Granted,
         client: &Recipient<'_>,
         ids: &GrantIds<'_>,
     ) -> Result<Minted, MintError> {
@@ -234,12 +299,12 @@ impl TokenMinter {
 
     /// The RFC 9068 access token of one grant, signed with the access-token
     /// key whatever the client's ID-token algorithm. Its `aud` is the
-    /// record's `resource`, which the caller has checked to be within the
+    /// grant's `resource`, which the caller has checked to be within the
     /// client's audience ([`crate::contract::record::check_resource`]), else the
-    /// client's whole audience.
+    /// client's whole audience; its `cnf` the grant's key binding, if any.
     pub fn mint_access_token(
         &self,
-        record: &CodeRecord,
+        record: &Granted,
         client: &Recipient<'_>,
         ids: &GrantIds<'_>,
     ) -> Result<String, MintError> {
@@ -261,6 +326,7 @@ impl TokenMinter {
             acr: record.acr.as_deref(),
             amr: record.amr.as_deref(),
             grant_id: ids.grant_id,
+            cnf: record.binding.confirmation(),
         };
         self.access.sign(&self.access.access_header, &claims)
     }
@@ -272,7 +338,7 @@ impl TokenMinter {
     /// grant's ID token (docs/token-endpoint.md, "Replays and revocation").
     pub fn mint_id_token(
         &self,
-        record: &CodeRecord,
+        record: &Granted,
         client: &Recipient<'_>,
         ids: &GrantIds<'_>,
         access_token: &str,
@@ -338,6 +404,8 @@ struct AccessClaims<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     amr: Option<&'a [String]>,
     grant_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cnf: Option<Confirmation<'a>>,
 }
 
 /// OpenID Connect Core §2 and §3.1.3.6.
@@ -385,5 +453,71 @@ impl Serialize for IdClaims<'_> {
             }
         }
         map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(token: &str) -> Value {
+        let part = token.split('.').nth(1).unwrap();
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+    }
+
+    fn grant(binding: Binding) -> Granted {
+        Granted {
+            sub: "alice".into(),
+            scope: "openid".into(),
+            resource: None,
+            auth_time: None,
+            acr: None,
+            amr: None,
+            nonce: None,
+            claims: None,
+            binding,
+        }
+    }
+
+    /// A bearer grant's access token has no `cnf`; a DPoP-bound one carries
+    /// `cnf.jkt` (RFC 9449 §6.1), its `token_type` is `DPoP`, and the ID
+    /// token is the same either way (no `cnf`).
+    #[test]
+    fn the_binding_sets_cnf_and_the_token_type() {
+        crate::tokens::ring_provider::install();
+        let minter = TokenMinter::new(
+            "https://id.test".into(),
+            vec![SigningKey::ephemeral()],
+            vec![],
+        )
+        .unwrap();
+        let audience = ["https://api.test".to_owned()];
+        let recipient = Recipient {
+            client_id: "c",
+            audience: &audience,
+            access_token_lifetime: std::time::Duration::from_secs(60),
+            id_token_lifetime: std::time::Duration::from_secs(60),
+            id_token_alg: minter.access_token_key().alg(),
+        };
+        let ids = GrantIds {
+            grant_id: "g",
+            jti: "j",
+            now: 1_700_000_000,
+        };
+        let bearer = grant(Binding::Bearer);
+        assert_eq!(bearer.binding.token_type(), "Bearer");
+        let minted = minter.mint(&bearer, &recipient, &ids).unwrap();
+        assert!(payload(&minted.access_token).get("cnf").is_none());
+
+        let bound = grant(Binding::Dpop {
+            jkt: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".into(),
+        });
+        assert_eq!(bound.binding.token_type(), "DPoP");
+        let minted = minter.mint(&bound, &recipient, &ids).unwrap();
+        assert_eq!(
+            payload(&minted.access_token)["cnf"],
+            serde_json::json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"})
+        );
+        assert!(payload(&minted.id_token.unwrap()).get("cnf").is_none());
     }
 }

@@ -19,8 +19,10 @@ use base64::Engine;
 use secrecy::ExposeSecret;
 
 use token_endpoint::contract::record::{self, CodeRecord, Mismatch, Presented};
+use token_endpoint::grant::authorization_code::CodeGrant;
 use token_endpoint::grant::error::{Reason, TokenError};
 use token_endpoint::grant::request::{PresentedAuth, TokenForm, TokenRequest};
+use token_endpoint::grant::GrantRequest;
 use token_endpoint::pkce::{ChallengeMethod, CodeVerifier};
 
 /// The longest `error_description` any parser here produces. Descriptions
@@ -448,37 +450,32 @@ fn assert_unknown_parameters_ignored(input: &[u8], expected: &Result<TokenForm, 
 /// The recognized parameters of a form, by name, in a fixed order.
 fn fields(form: &TokenForm) -> [(&'static str, Option<&str>); 6] {
     [
-        ("grant_type", form.grant_type.as_deref()),
-        ("code", form.code.as_deref()),
-        ("redirect_uri", form.redirect_uri.as_deref()),
-        ("client_id", form.client_id.as_deref()),
-        ("client_secret", form.client_secret.as_deref()),
-        ("code_verifier", form.code_verifier.as_deref()),
+        "grant_type",
+        "code",
+        "redirect_uri",
+        "client_id",
+        "client_secret",
+        "code_verifier",
     ]
+    .map(|name| (name, form.get(name)))
 }
 
 fn copy(form: &TokenForm) -> TokenForm {
-    TokenForm {
-        grant_type: form.grant_type.clone(),
-        code: form.code.clone(),
-        redirect_uri: form.redirect_uri.clone(),
-        client_id: form.client_id.clone(),
-        client_secret: form.client_secret.clone(),
-        code_verifier: form.code_verifier.clone(),
-    }
+    form.clone()
 }
 
 /// A form that passes every check before client authentication, with the
 /// given body credentials.
 fn valid_form(client_id: Option<&str>, client_secret: Option<&str>) -> TokenForm {
-    TokenForm {
-        grant_type: Some("authorization_code".into()),
-        code: Some("fuzz-code".into()),
-        redirect_uri: Some("https://client.test/cb".into()),
-        client_id: client_id.map(Into::into),
-        client_secret: client_secret.map(Into::into),
-        code_verifier: Some("a".repeat(43)),
-    }
+    let verifier = "a".repeat(43);
+    TokenForm::from_pairs([
+        ("grant_type", "authorization_code"),
+        ("code", "fuzz-code"),
+        ("redirect_uri", "https://client.test/cb"),
+        ("client_id", client_id.unwrap_or_default()),
+        ("client_secret", client_secret.unwrap_or_default()),
+        ("code_verifier", verifier.as_str()),
+    ])
 }
 
 /// The credentials a Basic header decodes to, next to an optional body
@@ -511,42 +508,52 @@ fn encode_form(values: &[(&str, Option<&str>)]) -> String {
 fn encode_request(request: &TokenRequest) -> String {
     let credentials = &request.credentials;
     let secret = credentials.secret.as_ref().map(|s| s.expose_secret());
+    let grant = code_grant(request);
     encode_form(&[
         ("grant_type", Some("authorization_code")),
-        ("code", Some(request.code.as_str())),
-        ("redirect_uri", request.redirect_uri.as_deref()),
+        ("code", Some(grant.code())),
+        ("redirect_uri", grant.redirect_uri()),
         ("client_id", Some(&credentials.client_id)),
         ("client_secret", secret),
-        ("code_verifier", Some(request.verifier.as_str())),
+        ("code_verifier", Some(grant.verifier().as_str())),
     ])
+}
+
+/// The code grant of an accepted request: the only grant type a fuzzed
+/// form can name.
+fn code_grant(request: &TokenRequest) -> &CodeGrant {
+    match &request.grant {
+        GrantRequest::AuthorizationCode(grant) => grant,
+    }
 }
 
 /// What an accepted request must hold, given the form it came from.
 fn check_request(request: &TokenRequest, form: &TokenForm) {
     assert_eq!(
-        form.grant_type.as_deref(),
+        form.get("grant_type"),
         Some("authorization_code"),
         "only the authorization code grant is accepted"
     );
+    let grant = code_grant(request);
     // assert!, not assert_eq!: a failure must not print the code or the verifier.
     assert!(
-        Some(request.code.as_str()) == form.code.as_deref(),
+        Some(grant.code()) == form.get("code"),
         "the code is the form's"
     );
-    let code = request.code.as_str();
+    let code = grant.code();
     let in_contract = !code.is_empty()
         && code.len() <= record::MAX_CODE_LEN
         && code
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
     assert_eq!(
-        request.code.is_well_formed(),
+        grant.code_is_well_formed(),
         in_contract,
         "a code is well-formed exactly when it is 1 to 512 unreserved characters (the store is asked only then)"
     );
-    let verifier = request.verifier.as_str();
+    let verifier = grant.verifier().as_str();
     assert!(
-        Some(verifier) == form.code_verifier.as_deref(),
+        Some(verifier) == form.get("code_verifier"),
         "the verifier is the form's"
     );
     assert!(
@@ -554,23 +561,23 @@ fn check_request(request: &TokenRequest, form: &TokenForm) {
         "an accepted verifier has RFC 7636 §4.1 syntax"
     );
     assert!(
-        request.verifier.s256_challenge() == token_endpoint::pkce::s256_challenge(verifier),
+        grant.verifier().s256_challenge() == token_endpoint::pkce::s256_challenge(verifier),
         "the precomputed S256 challenge is the verifier's"
     );
     assert_eq!(
-        request.redirect_uri.as_deref(),
-        form.redirect_uri.as_deref(),
+        grant.redirect_uri(),
+        form.get("redirect_uri"),
         "the redirect_uri is the form's"
     );
     let credentials = &request.credentials;
     assert_eq!(
         Some(credentials.client_id.as_str()),
-        form.client_id.as_deref(),
+        form.get("client_id"),
         "the client_id is the form's"
     );
     let secret = credentials.secret.as_ref().map(|s| s.expose_secret());
     assert!(
-        secret == form.client_secret.as_deref(),
+        secret == form.get("client_secret"),
         "the secret is the form's"
     );
     let method = match secret {
@@ -593,9 +600,9 @@ fn same_request(a: &TokenRequest, b: &TokenRequest) -> bool {
     a.credentials.client_id == b.credentials.client_id
         && secret(a) == secret(b)
         && a.credentials.method == b.credentials.method
-        && a.code.as_str() == b.code.as_str()
-        && a.redirect_uri == b.redirect_uri
-        && a.verifier.as_str() == b.verifier.as_str()
+        && code_grant(a).code() == code_grant(b).code()
+        && code_grant(a).redirect_uri() == code_grant(b).redirect_uri()
+        && code_grant(a).verifier().as_str() == code_grant(b).verifier().as_str()
 }
 
 fn same_result(a: &Result<TokenRequest, TokenError>, b: &Result<TokenRequest, TokenError>) -> bool {

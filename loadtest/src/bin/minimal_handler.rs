@@ -27,9 +27,10 @@ use actix_web::http::header::{CacheControl, CacheDirective, ContentType};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use redis::aio::MultiplexedConnection;
 use token_endpoint::contract::record::CodeRecord;
+use token_endpoint::grant::authorization_code::granted;
 use token_endpoint::store::KeySpace;
 use token_endpoint::tokens::keys::SigningKey;
-use token_endpoint::tokens::{GrantIds, Recipient, TokenMinter};
+use token_endpoint::tokens::{Binding, GrantIds, Recipient, TokenMinter};
 
 /// What every worker shares.
 struct Shared {
@@ -88,8 +89,12 @@ async fn redeem(body: web::Bytes, worker: web::Data<Worker>) -> HttpResponse {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    let mut record = record;
+    // Moved out, not copied: the reference does no work the service skips.
+    let client_id = std::mem::take(&mut record.client_id);
+    let record = granted(record, Binding::Bearer);
     let recipient = Recipient {
-        client_id: &record.client_id,
+        client_id: &client_id,
         audience: &shared.audience,
         access_token_lifetime: Duration::from_secs(600),
         id_token_lifetime: Duration::from_secs(300),
