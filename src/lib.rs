@@ -14,7 +14,8 @@
 //!   type (the authorization code grant today), mint; one error type with its
 //!   RFC 6749 §5.2 code and HTTP status.
 //! - [`contract`]: the login frontend's contract: the code record and its
-//!   checks, and the frontend's side (issue a code).
+//!   checks, and the frontend's side (what an authorization request must be,
+//!   issue a code).
 //! - [`store`]: where codes live: Redis (`GET`, checks, `MULTI`; standalone, Cluster
 //!   or Sentinel, over TLS or not) or the embedded map, both exactly once.
 //! - [`clients`]: the client registry, web origins and redirect URIs.

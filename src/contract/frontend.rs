@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::contract::record::{CodeRecord, Resource};
-use crate::pkce::{s256_challenge, ChallengeMethod};
+use crate::pkce::{s256_challenge, ChallengeMethod, CodeChallenge};
 
 /// What the frontend knows about a grant once the user has authenticated.
 #[derive(Debug, Clone, Deserialize)]
@@ -123,12 +123,14 @@ fn record(grant: Grant, code_challenge: String) -> CodeRecord {
 /// client holds the verifier; the code is returned.
 pub async fn issue_code_for_challenge(
     store: &crate::store::CodeStore,
-    grant: Grant,
-    code_challenge: String,
+    mut grant: Grant,
+    code_challenge: CodeChallenge,
     ttl: std::time::Duration,
 ) -> Result<String, crate::store::StoreError> {
     let code = random_token();
-    let record = record(grant, code_challenge);
+    // The challenge knows its method: the record cannot name another.
+    grant.code_challenge_method = code_challenge.method();
+    let record = record(grant, code_challenge.into_string());
     store.insert(&code, &record, ttl).await?;
     Ok(code)
 }
