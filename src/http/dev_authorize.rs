@@ -26,7 +26,7 @@ use super::response::error_json;
 use super::AppState;
 use crate::config::DevEndpoints;
 use crate::contract::authorize::{self, AuthorizationParams};
-use crate::contract::frontend::issue_code_for_challenge;
+use crate::contract::frontend::{issue_code_for_challenge, IssueError};
 use crate::grant::request::decode_component;
 use crate::pkce::is_unreserved;
 
@@ -166,7 +166,8 @@ pub async fn authorize(request: HttpRequest, state: web::Data<AppState>) -> Http
             answer.push(("iss", issuer));
             redirect(to.redirect_uri, &answer)
         }
-        Err(e) => {
+        Err(IssueError::Rng(e)) => super::dev::rng_unavailable(e),
+        Err(IssueError::Store(e)) => {
             tracing::error!(error = %e, "the stand-in login page could not store a code");
             fail(
                 "temporarily_unavailable",
