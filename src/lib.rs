@@ -20,7 +20,8 @@
 //!   or Sentinel, over TLS or not) or the embedded map, both exactly once.
 //! - [`clients`]: the client registry, web origins and redirect URIs.
 //! - [`tokens`]: keys, JWKS and the minting of access and ID tokens.
-//! - [`pkce`]: RFC 7636 verifier syntax and S256 verification.
+//! - [`pkce`]: RFC 7636 verifier and challenge syntax, the challenge methods a
+//!   client may use, and S256 verification.
 //! - [`config`]: settings from the environment, each checked at start-up.
 //! - [`service`]: the parts built from the settings, free of HTTP.
 //! - [`tls`]: certificates and keys from files, and the rustls provider.
