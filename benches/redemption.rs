@@ -100,7 +100,7 @@ impl Bench {
     async fn issue(&self) -> TokenRequest {
         let mut grant = Grant::new("demo", "alice", "openid profile");
         grant.redirect_uri = Some(REDIRECT_URI.into());
-        let (issued, record) = prepare(grant);
+        let (issued, record) = prepare(grant).expect("the system RNG works");
         self.redeemer
             .store()
             .insert(&issued.code, &record, CODE_TTL)

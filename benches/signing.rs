@@ -133,7 +133,8 @@ impl MintFixture {
     fn new() -> Self {
         let registry = ClientRegistry::demo();
         let client = registry.get("demo").expect("demo client").as_ref().clone();
-        let (_, record) = prepare(Grant::new("demo", "alice", "openid profile"));
+        let (_, record) =
+            prepare(Grant::new("demo", "alice", "openid profile")).expect("the system RNG works");
         let record = granted(record, Binding::Bearer);
         Self {
             client,

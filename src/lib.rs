@@ -14,12 +14,14 @@
 //!   type (the authorization code grant today), mint; one error type with its
 //!   RFC 6749 §5.2 code and HTTP status.
 //! - [`contract`]: the login frontend's contract: the code record and its
-//!   checks, and the frontend's side (issue a code).
+//!   checks, and the frontend's side (what an authorization request must be,
+//!   issue a code).
 //! - [`store`]: where codes live: Redis (`GET`, checks, `MULTI`; standalone, Cluster
 //!   or Sentinel, over TLS or not) or the embedded map, both exactly once.
 //! - [`clients`]: the client registry, web origins and redirect URIs.
 //! - [`tokens`]: keys, JWKS and the minting of access and ID tokens.
-//! - [`pkce`]: RFC 7636 verifier syntax and S256 verification.
+//! - [`pkce`]: RFC 7636 verifier and challenge syntax, the challenge methods a
+//!   client may use, and S256 verification.
 //! - [`config`]: settings from the environment, each checked at start-up.
 //! - [`service`]: the parts built from the settings, free of HTTP.
 //! - [`tls`]: certificates and keys from files, and the rustls provider.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use token_endpoint::config::{CertificateFiles, RedisFiles, Settings};
-use token_endpoint::contract::frontend::{self, Grant};
+use token_endpoint::contract::frontend::{self, Grant, IssueError};
 use token_endpoint::contract::record::Resource;
 use token_endpoint::http::Application;
 use token_endpoint::pkce::ChallengeMethod;
@@ -174,12 +174,7 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(),
         Command::IssueCode(args) => runtime.block_on(issue_code(*args)),
-        Command::NewClientSecret => {
-            let secret = frontend::random_token();
-            let hash = token_endpoint::clients::SecretHash::of(&secret).encoded();
-            println!("client_secret = {secret}\nclient_secret_sha256 = \"{hash}\"");
-            Ok(())
-        }
+        Command::NewClientSecret => new_client_secret(),
         Command::GenerateKey { alg, out } => generate_key(alg, out),
         Command::Check => runtime.block_on(check()),
         Command::Settings => {
@@ -194,6 +189,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn new_client_secret() -> Result<(), CliError> {
+    let secret = frontend::random_token().map_err(|source| CliError::Rng {
+        what: "client secret",
+        source,
+    })?;
+    let hash = token_endpoint::clients::SecretHash::of(&secret).encoded();
+    println!("client_secret = {secret}\nclient_secret_sha256 = \"{hash}\"");
+    Ok(())
 }
 
 /// Why a command failed. Each names the setting or option at fault.
@@ -211,6 +216,11 @@ enum CliError {
     Redis(token_endpoint::store::StoreError),
     #[error("cannot store the code: {0}")]
     Store(token_endpoint::store::StoreError),
+    #[error("cannot make a random {what}: {source}")]
+    Rng {
+        what: &'static str,
+        source: frontend::RngUnavailable,
+    },
     #[error("cannot reach {url} (is `cargo run --release` running? with Redis, pass --redis-url): {source}")]
     Unreachable { url: String, source: reqwest::Error },
     #[error("{url}: {source}")]
@@ -322,7 +332,13 @@ async fn issue_code(args: IssueCode) -> Result<(), CliError> {
                 issued.push(
                     frontend::issue_code(&store, grant.clone(), ttl)
                         .await
-                        .map_err(CliError::Store)?,
+                        .map_err(|e| match e {
+                            IssueError::Rng(source) => CliError::Rng {
+                                what: "code",
+                                source,
+                            },
+                            IssueError::Store(e) => CliError::Store(e),
+                        })?,
                 );
             }
             issued

@@ -211,6 +211,24 @@ impl Metrics {
     }
 }
 
+/// Holds one unit of an in-flight gauge for as long as it lives: a guard,
+/// so a request whose client goes away mid-way (its future dropped) is
+/// still counted out.
+pub struct InFlight<'a>(&'a IntGauge);
+
+impl<'a> InFlight<'a> {
+    pub fn enter(gauge: &'a IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 #[cfg(target_os = "linux")]
 mod process {
     //! The `prometheus` crate's process collector, with
@@ -272,6 +290,24 @@ mod process {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn in_flight_counts_out_a_request_dropped_mid_way() {
+        use std::future::Future;
+
+        let gauge = IntGauge::new("in_flight", "test").unwrap();
+        let request = async {
+            let _in_flight = InFlight::enter(&gauge);
+            std::future::pending::<()>().await;
+        };
+        let mut request = Box::pin(request);
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        assert!(request.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(gauge.get(), 1);
+        drop(request);
+        assert_eq!(gauge.get(), 0);
+    }
 
     #[test]
     fn metrics_render() {

@@ -1,4 +1,6 @@
-//! PKCE (RFC 7636): the code verifier's syntax and its check against the stored challenge.
+//! PKCE (RFC 7636): the code verifier's syntax and its check against the
+//! stored challenge, and what an authorization request may ask for: a
+//! challenge method the client may use, and a challenge of the right syntax.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -84,6 +86,69 @@ impl ChallengeMethod {
     }
 }
 
+/// Why an authorization request's `code_challenge_method` is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MethodError {
+    /// `plain`, said or implied, for a client not registered for it.
+    #[error("code_challenge_method must be S256 (RFC 7636 section 4.4.1: transform algorithm not supported)")]
+    PlainNotAllowed,
+    #[error("code_challenge_method must be S256 or plain")]
+    Unknown,
+}
+
+impl ChallengeMethod {
+    /// The method an authorization request asks for, if the client may use
+    /// it. RFC 7636 §4.3: a missing method means `plain`, which only a client
+    /// registered with `allow_plain` may use (S256 is mandatory to
+    /// implement, and `plain` exposes the verifier to whoever sees the
+    /// authorization request).
+    pub fn requested(method: Option<&str>, allow_plain: bool) -> Result<Self, MethodError> {
+        match method {
+            Some("S256") => Ok(Self::S256),
+            None | Some("plain") if allow_plain => Ok(Self::Plain),
+            None | Some("plain") => Err(MethodError::PlainNotAllowed),
+            Some(_) => Err(MethodError::Unknown),
+        }
+    }
+}
+
+/// A `code_challenge` of the right syntax for its method (RFC 7636 §4.2):
+/// for S256, the base64url of a SHA-256 digest (43 characters); for
+/// `plain`, a verifier itself (43 to 128 characters of `[A-Za-z0-9-._~]`).
+/// A code bound to anything else could never be redeemed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeChallenge {
+    challenge: String,
+    method: ChallengeMethod,
+}
+
+/// Why a `code_challenge` cannot be one for its method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("code_challenge is not the BASE64URL of a SHA-256 digest (43 characters) or a verifier (RFC 7636 section 4.2)")]
+pub struct ChallengeError;
+
+impl CodeChallenge {
+    pub fn parse(challenge: String, method: ChallengeMethod) -> Result<Self, ChallengeError> {
+        let lengths = match method {
+            ChallengeMethod::S256 => 43..=43,
+            ChallengeMethod::Plain => 43..=128,
+        };
+        if !lengths.contains(&challenge.len()) || !challenge.bytes().all(is_unreserved) {
+            return Err(ChallengeError);
+        }
+        Ok(Self { challenge, method })
+    }
+
+    pub fn method(&self) -> ChallengeMethod {
+        self.method
+    }
+
+    /// The challenge as the code record stores it.
+    pub fn into_string(self) -> String {
+        self.challenge
+    }
+}
+
 /// RFC 3986 §2.3 `unreserved`: the characters of a verifier, and of a code.
 pub fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
@@ -158,5 +223,63 @@ mod tests {
             CodeVerifier::parse(format!("{}é", "a".repeat(42))).unwrap_err(),
             VerifierError::Charset
         );
+    }
+
+    /// RFC 7636 §4.3: no method is `plain`; `plain` only for a client
+    /// registered for it; S256 for anyone; nothing else.
+    #[test]
+    fn requested_methods() {
+        assert_eq!(
+            ChallengeMethod::requested(Some("S256"), false),
+            Ok(ChallengeMethod::S256)
+        );
+        assert_eq!(
+            ChallengeMethod::requested(None, true),
+            Ok(ChallengeMethod::Plain)
+        );
+        assert_eq!(
+            ChallengeMethod::requested(Some("plain"), true),
+            Ok(ChallengeMethod::Plain)
+        );
+        assert_eq!(
+            ChallengeMethod::requested(None, false),
+            Err(MethodError::PlainNotAllowed)
+        );
+        assert_eq!(
+            ChallengeMethod::requested(Some("plain"), false),
+            Err(MethodError::PlainNotAllowed)
+        );
+        for other in ["s256", "S512", "PLAIN", ""] {
+            assert_eq!(
+                ChallengeMethod::requested(Some(other), true),
+                Err(MethodError::Unknown),
+                "{other}"
+            );
+        }
+    }
+
+    #[test]
+    fn challenge_syntax_depends_on_the_method() {
+        let s256 = s256_challenge(&"a".repeat(43));
+        assert!(CodeChallenge::parse(s256.clone(), ChallengeMethod::S256).is_ok());
+        assert!(CodeChallenge::parse(s256, ChallengeMethod::Plain).is_ok());
+        for (challenge, method) in [
+            ("a".repeat(42), ChallengeMethod::S256),
+            ("a".repeat(44), ChallengeMethod::S256),
+            ("a".repeat(42), ChallengeMethod::Plain),
+            ("a".repeat(129), ChallengeMethod::Plain),
+            (format!("{}=", "a".repeat(42)), ChallengeMethod::S256),
+            (format!("{}+", "a".repeat(42)), ChallengeMethod::Plain),
+            (format!("{}é", "a".repeat(41)), ChallengeMethod::Plain),
+        ] {
+            assert_eq!(
+                CodeChallenge::parse(challenge.clone(), method),
+                Err(ChallengeError),
+                "{challenge} {method:?}"
+            );
+        }
+        let plain = CodeChallenge::parse("-._~".repeat(32), ChallengeMethod::Plain).unwrap();
+        assert_eq!(plain.method(), ChallengeMethod::Plain);
+        assert_eq!(plain.into_string(), "-._~".repeat(32));
     }
 }

@@ -97,7 +97,8 @@ pub async fn into_redis(
         let batch = PIPELINE.min(count - seeds.len());
         let mut pipe = redis::pipe();
         for _ in 0..batch {
-            let (issued, record) = prepare(grant.clone());
+            let (issued, record) =
+                prepare(grant.clone()).map_err(|e| format!("cannot make a code: {e}"))?;
             pipe.cmd("SET")
                 .arg(keys.code(&issued.code))
                 .arg(record.to_json())

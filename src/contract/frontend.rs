@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::contract::record::{CodeRecord, Resource};
-use crate::pkce::{s256_challenge, ChallengeMethod};
+use crate::pkce::{s256_challenge, ChallengeMethod, CodeChallenge};
 
 /// What the frontend knows about a grant once the user has authenticated.
 #[derive(Debug, Clone, Deserialize)]
@@ -75,29 +75,47 @@ impl std::fmt::Debug for IssuedCode {
     }
 }
 
+/// The system random number generator failed, so no code, verifier or
+/// secret can be made. Nothing is issued: the caller answers 503, or exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the system random number generator failed")]
+pub struct RngUnavailable;
+
 /// 256 random bits, base64url (43 characters): a code or a verifier.
-pub fn random_token() -> String {
+pub fn random_token() -> Result<String, RngUnavailable> {
+    token_from(|bytes| SystemRandom::new().fill(bytes))
+}
+
+/// `ring`'s generators cannot be implemented outside it, so the one source
+/// of randomness is passed as a function: a test can make it fail.
+fn token_from(
+    fill: impl FnOnce(&mut [u8]) -> Result<(), ring::error::Unspecified>,
+) -> Result<String, RngUnavailable> {
     let mut bytes = [0u8; 32];
-    // Failure of the OS RNG leaves nothing sensible to do in a tool that
-    // exists to produce random values.
-    #[allow(clippy::expect_used)]
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .expect("the system RNG works");
-    URL_SAFE_NO_PAD.encode(bytes)
+    fill(&mut bytes).map_err(|_| RngUnavailable)?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Why a code was not issued.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error(transparent)]
+    Rng(#[from] RngUnavailable),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// A new code, a new verifier, and the record that binds them to `grant`.
-pub fn prepare(grant: Grant) -> (IssuedCode, CodeRecord) {
+pub fn prepare(grant: Grant) -> Result<(IssuedCode, CodeRecord), RngUnavailable> {
     let issued = IssuedCode {
-        code: random_token(),
-        verifier: random_token(),
+        code: random_token()?,
+        verifier: random_token()?,
     };
     let code_challenge = match grant.code_challenge_method {
         ChallengeMethod::S256 => s256_challenge(&issued.verifier),
         ChallengeMethod::Plain => issued.verifier.clone(),
     };
-    (issued, record(grant, code_challenge))
+    Ok((issued, record(grant, code_challenge)))
 }
 
 /// The record that binds a code to `grant` and `code_challenge`.
@@ -123,12 +141,14 @@ fn record(grant: Grant, code_challenge: String) -> CodeRecord {
 /// client holds the verifier; the code is returned.
 pub async fn issue_code_for_challenge(
     store: &crate::store::CodeStore,
-    grant: Grant,
-    code_challenge: String,
+    mut grant: Grant,
+    code_challenge: CodeChallenge,
     ttl: std::time::Duration,
-) -> Result<String, crate::store::StoreError> {
-    let code = random_token();
-    let record = record(grant, code_challenge);
+) -> Result<String, IssueError> {
+    let code = random_token()?;
+    // The challenge knows its method: the record cannot name another.
+    grant.code_challenge_method = code_challenge.method();
+    let record = record(grant, code_challenge.into_string());
     store.insert(&code, &record, ttl).await?;
     Ok(code)
 }
@@ -139,8 +159,38 @@ pub async fn issue_code(
     store: &crate::store::CodeStore,
     grant: Grant,
     ttl: std::time::Duration,
-) -> Result<IssuedCode, crate::store::StoreError> {
-    let (issued, record) = prepare(grant);
+) -> Result<IssuedCode, IssueError> {
+    let (issued, record) = prepare(grant)?;
     store.insert(&issued.code, &record, ttl).await?;
     Ok(issued)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_256_random_bits_in_base64url() {
+        let token = random_token().unwrap();
+        assert_eq!(token.len(), 43);
+        assert!(token.bytes().all(crate::pkce::is_unreserved), "{token}");
+        assert_ne!(token, random_token().unwrap());
+    }
+
+    /// A failing generator is an error to answer, not a panic.
+    #[test]
+    fn a_failing_generator_makes_no_token() {
+        assert_eq!(
+            token_from(|_| Err(ring::error::Unspecified)),
+            Err(RngUnavailable)
+        );
+        assert_eq!(
+            token_from(|bytes| {
+                bytes.fill(0);
+                Ok(())
+            })
+            .unwrap(),
+            "A".repeat(43)
+        );
+    }
 }

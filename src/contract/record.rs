@@ -330,6 +330,7 @@ mod tests {
         let record = crate::contract::frontend::prepare(crate::contract::frontend::Grant::new(
             "app", "user", "openid",
         ))
+        .unwrap()
         .1;
         let body = record.to_json();
         let body = body.strip_suffix('}').unwrap();

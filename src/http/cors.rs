@@ -1,4 +1,8 @@
-//! CORS at the token endpoint, per client (docs/browser-apps.md).
+//! CORS, per client (docs/browser-apps.md), the same way for every endpoint
+//! a browser app calls with `fetch()`: the token endpoint today, and any
+//! form POST after it. An endpoint states what it accepts ([`Accepts`]);
+//! reading the request's origin, decorating an answer and answering a
+//! preflight are here.
 //!
 //! A browser app redeems its code with `fetch()` from its own origin. The
 //! answer is readable there only if it carries
@@ -11,10 +15,10 @@
 //! is somebody's, so that a browser app reads `invalid_grant` rather than
 //! an opaque network error.
 //!
-//! Never `Access-Control-Allow-Credentials`: the endpoint uses no cookies.
+//! Never `Access-Control-Allow-Credentials`: the endpoints use no cookies.
 
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse};
 
 use super::AppState;
 
@@ -23,11 +27,30 @@ use super::AppState;
 /// and the id to quote in a support request.
 const EXPOSED: HeaderValue =
     HeaderValue::from_static("WWW-Authenticate, Retry-After, DPoP-Nonce, X-Request-Id");
-/// What the token endpoint accepts: POST, with a form body, Basic
-/// credentials and a DPoP proof (RFC 9449).
-const METHODS: HeaderValue = HeaderValue::from_static("POST");
-const HEADERS: HeaderValue = HeaderValue::from_static("Content-Type, Authorization, DPoP");
-const ALLOW: HeaderValue = HeaderValue::from_static("OPTIONS, POST");
+
+/// What one endpoint accepts from a browser: the methods of its preflight
+/// (and its `Allow`), and the request headers a page may set.
+pub struct Accepts {
+    methods: HeaderValue,
+    allow: HeaderValue,
+    headers: HeaderValue,
+}
+
+impl Accepts {
+    /// A POST endpoint whose requests may carry `headers`.
+    pub const fn post(headers: HeaderValue) -> Self {
+        Self {
+            methods: HeaderValue::from_static("POST"),
+            allow: HeaderValue::from_static("OPTIONS, POST"),
+            headers,
+        }
+    }
+
+    /// The endpoint's `Allow`: its methods, and `OPTIONS` for the preflight.
+    pub fn allow(&self) -> HeaderValue {
+        self.allow.clone()
+    }
+}
 
 /// The request's `Origin`, as sent: `None` without one (not a browser, or a
 /// same-origin GET); an origin that is not visible ASCII reads as `""`,
@@ -39,7 +62,7 @@ pub fn request_origin(request: &HttpRequest) -> Option<&str> {
         .map(|v| v.to_str().unwrap_or_default())
 }
 
-/// Add what the answer to a token request from `origin` needs: always
+/// Add what the answer to a request from `origin` needs: always
 /// `Vary: Origin` (the answer depends on it), and the CORS headers when
 /// some client allows the origin.
 pub fn decorate(headers: &mut HeaderMap, origin: Option<&str>, state: &AppState) {
@@ -53,16 +76,17 @@ pub fn decorate(headers: &mut HeaderMap, origin: Option<&str>, state: &AppState)
     }
 }
 
-/// `OPTIONS /oauth/token`. A preflight names no client, so it is answered
-/// for any origin some client allows: 204 with the methods and headers the
-/// endpoint accepts, cached for `TOKEN_ENDPOINT_CORS_MAX_AGE_SECS`. For any
-/// other origin (and a plain `OPTIONS`), 204 with `Allow` and no CORS
-/// headers: the browser then refuses to send the request.
-pub async fn preflight(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+/// The answer to a CORS preflight at an endpoint that accepts `accepts`. A
+/// preflight names no client, so it is answered for any origin some client
+/// allows: 204 with the methods and headers the endpoint accepts, cached
+/// for `TOKEN_ENDPOINT_CORS_MAX_AGE_SECS`. For any other origin (and a
+/// plain `OPTIONS`), 204 with `Allow` and no CORS headers: the browser then
+/// refuses to send the request.
+pub fn preflight(request: &HttpRequest, state: &AppState, accepts: &Accepts) -> HttpResponse {
     let mut response = HttpResponse::NoContent()
-        .insert_header((header::ALLOW, ALLOW))
+        .insert_header((header::ALLOW, accepts.allow()))
         .finish();
-    let origin = request_origin(&request);
+    let origin = request_origin(request);
     let headers = response.headers_mut();
     headers.append(header::VARY, HeaderValue::from_static("Origin"));
     if let Some(value) = origin
@@ -70,8 +94,14 @@ pub async fn preflight(request: HttpRequest, state: web::Data<AppState>) -> Http
         .and_then(|o| HeaderValue::from_str(o).ok())
     {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
-        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, METHODS);
-        headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HEADERS);
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            accepts.methods.clone(),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            accepts.headers.clone(),
+        );
         headers.insert(header::ACCESS_CONTROL_MAX_AGE, state.cors_max_age.clone());
     }
     response

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -17,7 +18,7 @@ use serde_json::json;
 use super::response::error_json;
 use super::AppState;
 use crate::config::DevEndpoints;
-use crate::contract::frontend::{issue_code as issue, Grant};
+use crate::contract::frontend::{issue_code as issue, Grant, IssueError, RngUnavailable};
 use crate::contract::record::Resource;
 use crate::pkce::ChallengeMethod;
 
@@ -103,10 +104,49 @@ pub async fn issue_code(
             "code_verifier": issued.verifier,
             "expires_in": ttl.as_secs(),
         })),
-        Err(e) => error_json(
+        Err(IssueError::Rng(e)) => rng_unavailable(e),
+        Err(IssueError::Store(e)) => error_json(
             StatusCode::SERVICE_UNAVAILABLE,
             "temporarily_unavailable",
             &e.to_string(),
         ),
+    }
+}
+
+/// The answer of a dev endpoint when the system random number generator
+/// fails: 503 with `Retry-After`, as for the token endpoint's other
+/// server-side failures. `/dev/authorize` answers it directly too, not in
+/// a redirect: nothing about the request was wrong, and the one who can
+/// retry is whoever is at the page.
+pub(super) fn rng_unavailable(error: RngUnavailable) -> HttpResponse {
+    tracing::error!(error = %error, "no code could be made");
+    let mut response = error_json(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        "no code could be made: the system random number generator failed; retry shortly",
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_web::test]
+    async fn a_failing_generator_is_a_503_to_retry() {
+        let response = rng_unavailable(RngUnavailable);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER),
+            Some(&HeaderValue::from_static("1"))
+        );
+        let body = actix_web::body::to_bytes(response.into_body())
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"], "temporarily_unavailable");
     }
 }

@@ -1,10 +1,13 @@
 //! The HTTP layer: the only part of the service that knows about actix-web.
-//! Routes, request reading, and the mapping of domain results to responses.
+//! Routes, request reading (`form`, shared by every form POST), CORS
+//! (`cors`, the same for every endpoint a browser calls), and the mapping
+//! of domain results to responses.
 
 mod cors;
 mod dev;
 mod dev_authorize;
 mod dev_host;
+mod form;
 mod ops;
 mod request_id;
 mod response;
@@ -73,7 +76,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, dev: DevEndpoints) {
     cfg.service(
         web::resource("/oauth/token")
             .route(web::post().to(token::token))
-            .route(web::method(actix_web::http::Method::OPTIONS).to(cors::preflight))
+            .route(web::method(actix_web::http::Method::OPTIONS).to(token::preflight))
             .default_service(web::to(token::method_not_allowed)),
     )
     .route("/.well-known/jwks.json", web::get().to(wellknown::jwks))

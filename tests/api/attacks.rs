@@ -244,8 +244,8 @@ async fn resource_must_be_a_subset_of_the_registered_audience(backend: Backend) 
 /// refusal that must not reveal a code's existence has to look like.
 async fn unknown_code_answer(app: &TestApp, client_id: &str) -> (u16, String, String) {
     let phantom = IssuedCode {
-        code: frontend::random_token(),
-        verifier: frontend::random_token(),
+        code: frontend::random_token().unwrap(),
+        verifier: frontend::random_token().unwrap(),
     };
     let answer = app.post_form(&TestApp::form(&phantom, client_id)).await;
     answer.assert_error(400, "invalid_grant");
@@ -287,7 +287,7 @@ async fn a_foreign_replay_revokes_nothing_and_reveals_nothing(backend: Backend) 
 
     let stranger = IssuedCode {
         code: issued.code.clone(),
-        verifier: frontend::random_token(),
+        verifier: frontend::random_token().unwrap(),
     };
     let foreign = app.post_form(&TestApp::form(&stranger, "public-app")).await;
     assert_eq!(
@@ -326,7 +326,7 @@ async fn a_replay_with_the_owners_client_id_but_a_wrong_verifier_revokes_nothing
 
     let stranger = IssuedCode {
         code: issued.code.clone(),
-        verifier: frontend::random_token(),
+        verifier: frontend::random_token().unwrap(),
     };
     let answer = app.post_form(&TestApp::form(&stranger, "public-app")).await;
     assert_eq!(
@@ -521,7 +521,7 @@ async fn spawn_demo_app() -> TestApp {
 
 /// `GET /dev/authorize` for the demo client with `redirect_uri`, not following redirects.
 async fn authorize_demo(app: &TestApp, redirect_uri: &str) -> Answer {
-    let challenge = token_endpoint::pkce::s256_challenge(&frontend::random_token());
+    let challenge = token_endpoint::pkce::s256_challenge(&frontend::random_token().unwrap());
     let mut url = reqwest::Url::parse(&format!("{}/dev/authorize", app.address)).unwrap();
     url.query_pairs_mut().extend_pairs([
         ("response_type", "code"),
@@ -594,7 +594,7 @@ async fn the_dev_endpoints_answer_only_to_local_host_names() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let challenge = token_endpoint::pkce::s256_challenge(&frontend::random_token());
+    let challenge = token_endpoint::pkce::s256_challenge(&frontend::random_token().unwrap());
     let mut authorize = reqwest::Url::parse(&format!("{}/dev/authorize", app.address)).unwrap();
     authorize.query_pairs_mut().extend_pairs([
         ("response_type", "code"),

@@ -309,7 +309,7 @@ async fn seed(redis: &RedisServer, count: usize) -> Vec<IssuedCode> {
     while codes.len() < count {
         let mut pipe = redis::pipe();
         for _ in 0..1000.min(count - codes.len()) {
-            let (issued, record) = prepare(grant("public-app"));
+            let (issued, record) = prepare(grant("public-app")).unwrap();
             pipe.cmd("SET")
                 .arg(keys.code(&issued.code))
                 .arg(record.to_json())

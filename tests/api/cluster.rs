@@ -98,7 +98,8 @@ async fn a_moved_slot_is_followed() {
         let answer = app.post_form(&TestApp::form(&issued, "public-app")).await;
         assert_eq!(answer.status, 200, "{answer:?}");
     }
-    let (issued, record) = token_endpoint::contract::frontend::prepare(grant("public-app"));
+    let (issued, record) =
+        token_endpoint::contract::frontend::prepare(grant("public-app")).unwrap();
     let slot = token_endpoint::store::cluster_slot(format!("{{{}}}", issued.code).as_bytes());
     let owner = (0..3)
         .find(|&n| {

@@ -148,11 +148,11 @@ async fn an_allowed_origin_reads_success_and_every_error(backend: Backend) {
 
     let mut wrong = good.clone();
     wrong.retain(|(n, _)| *n != "code_verifier");
-    wrong.push(("code_verifier", frontend::random_token()));
+    wrong.push(("code_verifier", frontend::random_token().unwrap()));
     let other = app.issue(grant("public-app")).await;
     let mut mismatch = TestApp::form(&other, "public-app");
     mismatch.retain(|(n, _)| *n != "code_verifier");
-    mismatch.push(("code_verifier", frontend::random_token()));
+    mismatch.push(("code_verifier", frontend::random_token().unwrap()));
     let mut no_grant_type = good.clone();
     no_grant_type.retain(|(n, _)| *n != "grant_type");
     let mut password = no_grant_type.clone();
@@ -319,7 +319,7 @@ fn authorization_url(app: &TestApp, params: &[(&str, &str)]) -> String {
 }
 
 fn pkce() -> (String, String) {
-    let verifier = frontend::random_token();
+    let verifier = frontend::random_token().unwrap();
     let challenge = token_endpoint::pkce::s256_challenge(&verifier);
     (verifier, challenge)
 }

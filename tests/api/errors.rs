@@ -272,7 +272,7 @@ async fn wrong_verifier_is_invalid_grant_and_does_not_consume(backend: Backend) 
     let app = spawn_app(backend).await;
     let issued = app.issue(grant("public-app")).await;
     let mut attacker = issued.clone();
-    attacker.verifier = token_endpoint::contract::frontend::random_token();
+    attacker.verifier = token_endpoint::contract::frontend::random_token().unwrap();
     for _ in 0..3 {
         let answer = app.post_form(&TestApp::form(&attacker, "public-app")).await;
         answer.assert_error(400, "invalid_grant");
@@ -341,7 +341,8 @@ async fn redirect_uri_mismatch_is_invalid_grant_and_does_not_consume(backend: Ba
 /// Codes expire with their TTL (Redis `EX`, or the embedded store's clock).
 async fn expired_code_is_invalid_grant(backend: Backend) {
     let app = spawn_app(backend).await;
-    let (issued, record) = token_endpoint::contract::frontend::prepare(grant("public-app"));
+    let (issued, record) =
+        token_endpoint::contract::frontend::prepare(grant("public-app")).unwrap();
     app.state
         .redeemer
         .store()
@@ -358,7 +359,8 @@ async fn expired_code_is_invalid_grant(backend: Backend) {
 /// `bad_record`, never a 500.
 async fn broken_records_are_invalid_grant_and_counted(backend: Backend) {
     let app = spawn_app(backend).await;
-    let (issued, record) = token_endpoint::contract::frontend::prepare(grant("public-app"));
+    let (issued, record) =
+        token_endpoint::contract::frontend::prepare(grant("public-app")).unwrap();
     let mut valid = serde_json::to_value(&record).unwrap();
     let without = |field: &str| {
         let mut v = valid.clone();

@@ -180,7 +180,7 @@ async fn code_survives(harness: &Harness, case: Attempts) -> Result<(), TestCase
 /// it counts by its last occurrence, `duplicated_member_counts_by_its_last_occurrence`.)
 fn corrupt_records_are_invalid_grant(backend: Backend) {
     let harness = Harness::start(backend);
-    let (template, record) = frontend::prepare(grant("public-app"));
+    let (template, record) = frontend::prepare(grant("public-app")).unwrap();
     let members = record_members(&record);
     harness.run(
         "corrupt records",
@@ -205,7 +205,7 @@ async fn bad_record_refused(
 ) -> Result<(), TestCaseError> {
     let app = &harness.app;
     let attempt = IssuedCode {
-        code: frontend::random_token(),
+        code: frontend::random_token().unwrap(),
         verifier: template.verifier.clone(),
     };
     harness.store_raw(&attempt.code, &corrupt.render()).await;
@@ -391,7 +391,7 @@ mod bad_record_retried_is_unknown_not_a_replay {
 
 async fn bad_record_retried(backend: Backend) {
     let app = spawn_app(backend).await;
-    let (issued, record) = frontend::prepare(grant("public-app"));
+    let (issued, record) = frontend::prepare(grant("public-app")).unwrap();
     let mut value = serde_json::to_value(&record).expect("a record is JSON");
     value.as_object_mut().expect("an object").remove("sub");
     app.insert_raw(&issued.code, &value.to_string(), Duration::from_secs(60))
@@ -428,7 +428,7 @@ mod duplicated_member_counts_by_its_last_occurrence {
 async fn duplicated_member(backend: Backend) {
     let app = spawn_app(backend).await;
     let with = |member: &str| {
-        let (issued, record) = frontend::prepare(grant("public-app"));
+        let (issued, record) = frontend::prepare(grant("public-app")).unwrap();
         let json = record.to_json();
         let raw = format!("{},{member}}}", json.strip_suffix('}').expect("an object"));
         (issued, raw)

@@ -328,7 +328,7 @@ async fn a_wrong_pkce_verifier_is_invalid_grant() {
     let (issued, _) = issue_with_nonce(&app, "public-app").await;
     let forged = IssuedCode {
         code: issued.code.clone(),
-        verifier: token_endpoint::contract::frontend::random_token(),
+        verifier: token_endpoint::contract::frontend::random_token().unwrap(),
     };
 
     match exchange(&rp, &http, &forged).await {

@@ -39,7 +39,7 @@ impl Ledger {
 
 /// Store a code for `client_id` the way the login frontend does.
 fn seed(redis: &RedisServer, client_id: &str, ledger: &mut Ledger) -> IssuedCode {
-    let (issued, record) = prepare(grant(client_id));
+    let (issued, record) = prepare(grant(client_id)).unwrap();
     let mut conn = redis.client().get_connection().expect("redis");
     let _: () = redis::cmd("SET")
         .arg(KeySpace::default().code(&issued.code))
@@ -175,7 +175,7 @@ fn no_secret_reaches_logs_metrics_or_error_answers_even_at_trace_level() {
         // reason logged for it must name the field, not quote the value.
         // The record passes the take script's checks (they cover client,
         // redirect URI and PKCE), so the service parses it, and fails.
-        let (corrupt, record) = prepare(grant("public-app"));
+        let (corrupt, record) = prepare(grant("public-app")).unwrap();
         ledger.secret("code", corrupt.code.clone());
         ledger.secret("verifier", corrupt.verifier.clone());
         let private = "private-value-4f1c9b2e";
@@ -263,5 +263,5 @@ fn no_secret_reaches_logs_metrics_or_error_answers_even_at_trace_level() {
 
 /// A well-formed code that was never issued.
 fn frontend_like_code() -> String {
-    token_endpoint::contract::frontend::random_token()
+    token_endpoint::contract::frontend::random_token().unwrap()
 }

@@ -229,7 +229,7 @@ async fn fresh_codes_through_a_failover(acks: u32, min_replicas_to_write: u32) -
                 demoted_at = Some(Instant::now());
             }
         }
-        let (issued, record) = frontend::prepare(grant("public-app"));
+        let (issued, record) = frontend::prepare(grant("public-app")).unwrap();
         let g = group.clone();
         let code = issued.code.clone();
         let written = tokio::task::spawn_blocking(move || -> redis::RedisResult<bool> {

@@ -434,8 +434,8 @@ async fn redemptions_through_sentinels_over_tls() {
     // connections of the service's own, confirm the master: an unknown
     // code is a 400, not a 503.
     let unknown = token_endpoint::contract::frontend::IssuedCode {
-        code: token_endpoint::contract::frontend::random_token(),
-        verifier: token_endpoint::contract::frontend::random_token(),
+        code: token_endpoint::contract::frontend::random_token().unwrap(),
+        verifier: token_endpoint::contract::frontend::random_token().unwrap(),
     };
     app.post_form(&TestApp::form(&unknown, "public-app"))
         .await
