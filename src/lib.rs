@@ -9,10 +9,11 @@
 //!   discovery document and JWKS, the bound server and its graceful shutdown,
 //!   the optional TLS listener; maps the domain's results to RFC 6749
 //!   responses.
-//! - [`grant`]: the token request's domain path. Parse and validate the
-//!   request, authenticate the client (with the abuse limits), run the grant
-//!   type (the authorization code grant today), mint; one error type with its
-//!   RFC 6749 §5.2 code and HTTP status.
+//! - [`grant`]: the token pipeline, one for every grant type
+//!   (docs/architecture.md). Parse, authenticate the client (with the abuse
+//!   limits), check its grant types and origin, the sender constraint, the
+//!   grant's validate and consume (the authorization code grant today),
+//!   mint; the reason table (RFC 6749 §5.2 code, HTTP status, headers).
 //! - [`contract`]: the login frontend's contract: the code record and its
 //!   checks, and the frontend's side (what an authorization request must be,
 //!   issue a code).
