@@ -169,8 +169,7 @@ pub fn slot_of(key: &[u8]) -> u16 {
     crc16::State::<crc16::XMODEM>::calculate(tagged.unwrap_or(key)) % SLOT_COUNT
 }
 
-/// The key a command is routed by: the first key of `EVALSHA`/`EVAL` (the
-/// load generator's tools), or the first argument of the single-key
+/// The key a command is routed by: the first argument of the single-key
 /// commands the service sends.
 fn key_of(cmd: &Cmd) -> Option<&[u8]> {
     let mut args = cmd.args_iter().map(|arg| match arg {
@@ -178,11 +177,6 @@ fn key_of(cmd: &Cmd) -> Option<&[u8]> {
         _ => &[][..],
     });
     let name = args.next()?;
-    if name.eq_ignore_ascii_case(b"EVALSHA") || name.eq_ignore_ascii_case(b"EVAL") {
-        let _script = args.next()?;
-        let keys: usize = std::str::from_utf8(args.next()?).ok()?.parse().ok()?;
-        return if keys > 0 { args.next() } else { None };
-    }
     const SINGLE_KEY: [&[u8]; 8] = [
         b"GET", b"GETDEL", b"SET", b"DEL", b"EXISTS", b"SETEX", b"TTL", b"PTTL",
     ];
@@ -191,12 +185,6 @@ fn key_of(cmd: &Cmd) -> Option<&[u8]> {
         .any(|c| name.eq_ignore_ascii_case(c))
         .then(|| args.next())
         .flatten()
-}
-
-fn is_command(cmd: &Cmd, name: &[u8], sub: Option<&[u8]>) -> bool {
-    let mut args = cmd.args_iter();
-    let matches = |arg: Option<redis::Arg<&[u8]>>, want: &[u8]| matches!(arg, Some(redis::Arg::Simple(a)) if a.eq_ignore_ascii_case(want));
-    matches(args.next(), name) && sub.is_none_or(|s| matches(args.next(), s))
 }
 
 /// A node's connection, opened on demand, and when it last failed.
@@ -283,9 +271,6 @@ impl ClusterRouter {
         if let Some(key) = key_of(cmd) {
             return self.inner.clone().keyed(slot_of(key), cmd).await;
         }
-        if is_command(cmd, b"SCRIPT", Some(b"LOAD")) {
-            return self.inner.on_every_master(cmd).await;
-        }
         self.inner.on_any_master(cmd).await
     }
 }
@@ -338,7 +323,7 @@ impl Inner {
 
     /// `cmd` on `node`, failing fast if the node failed moments ago.
     ///
-    /// An error the server answers (`MOVED`, `NOSCRIPT`) is an `Err` here,
+    /// An error the server answers (`MOVED`, `READONLY`) is an `Err` here,
     /// not a value: the connection hands it over as `Value::ServerError`.
     async fn send(self: &Arc<Self>, node: &NodeAddr, cmd: &Cmd) -> RedisResult<Value> {
         let mut conn = self.connection(node).await?;
@@ -452,34 +437,6 @@ impl Inner {
         redis::Client::open(info)?
             .get_multiplexed_async_connection_with_config(&config)
             .await
-    }
-
-    /// Every master that can be reached runs `cmd` (`SCRIPT LOAD`). An
-    /// error answered by a node (a missing permission, say) fails it; nodes
-    /// that cannot be reached are left out, unless none can be.
-    async fn on_every_master(self: &Arc<Self>, cmd: &Cmd) -> RedisResult<Value> {
-        let masters = self.map.load().masters.clone();
-        let answers = join_all(masters.iter().map(|node| self.send(node, cmd))).await;
-        let mut first = None;
-        let mut unreachable = None;
-        for answer in answers {
-            match answer {
-                Ok(value) => {
-                    first.get_or_insert(value);
-                }
-                Err(e) if e.is_io_error() || e.is_connection_refusal() || e.is_timeout() => {
-                    unreachable = Some(e);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        match (first, unreachable) {
-            (Some(value), _) => Ok(value),
-            (None, Some(e)) => Err(e),
-            (None, None) => {
-                Err((ErrorKind::ClusterConnectionNotFound, "no master is known").into())
-            }
-        }
     }
 
     /// `cmd` (`PING`) on the first master that answers.
@@ -670,19 +627,9 @@ mod tests {
 
     #[test]
     fn the_take_is_routed_by_its_first_key() {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg("sha")
-            .arg(2)
-            .arg("code:{a}")
-            .arg("used:{a}")
-            .arg("x");
-        assert_eq!(key_of(&cmd), Some(&b"code:{a}"[..]));
         let mut set = redis::cmd("SET");
         set.arg("k").arg("v");
         assert_eq!(key_of(&set), Some(&b"k"[..]));
         assert_eq!(key_of(&redis::cmd("PING")), None);
-        let mut load = redis::cmd("SCRIPT");
-        load.arg("LOAD").arg("return 1");
-        assert!(is_command(&load, b"SCRIPT", Some(b"LOAD")));
     }
 }
