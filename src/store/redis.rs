@@ -626,7 +626,7 @@ impl RedisStore {
                     // A marker of an earlier code of the same value (the
                     // frontend reused one): this take's grant replaces it.
                     tracing::error!("a used marker already existed for a code just taken");
-                    self.bounded(conn.set_ex::<_, _, ()>(&used_key, &marker, ttl))
+                    self.set_expiring(&mut conn, &used_key, &marker, ttl)
                         .await?;
                 }
                 if taken != raw {
@@ -847,8 +847,23 @@ impl RedisStore {
     ) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
         let key = self.keys.revoked_grant(grant_id);
-        let secs = ttl.as_secs().max(1);
-        self.bounded(conn.set_ex::<_, _, ()>(key, "1", secs)).await
+        self.set_expiring(&mut conn, &key, "1", ttl.as_secs().max(1))
+            .await
+    }
+
+    /// `SET <key> <value> EX <secs>`. Not `SETEX`, which does the same but
+    /// is a command of its own to an ACL: the service's user may run `SET`
+    /// only (docs/production-redis.md), and `SETEX` answered it `NOPERM`.
+    async fn set_expiring(
+        &self,
+        conn: &mut Conn,
+        key: &str,
+        value: &str,
+        secs: u64,
+    ) -> Result<(), StoreError> {
+        let options = SetOptions::default().with_expiration(SetExpiry::EX(secs));
+        self.bounded(conn.set_options::<_, _, ()>(key, value, options))
+            .await
     }
 
     pub(super) async fn is_grant_revoked(&self, grant_id: &str) -> Result<bool, StoreError> {

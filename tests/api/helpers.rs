@@ -40,6 +40,9 @@ pub async fn redemption_contract(app: &TestApp) {
     );
     let replay = app.post_form(&TestApp::form(&issued, "public-app")).await;
     assert_eq!((replay.status, replay.error()), (400, "invalid_grant"));
+    // The replay's revocation was written: a command the store's user may
+    // not run would be a store error here, and the grant would stay valid.
+    assert_eq!(app.metric("code_store_errors_total").await, 0.0);
 }
 
 /// The ACL rules of docs/production-redis.md, for the key prefix `oauth:`.
