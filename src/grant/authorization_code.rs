@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::request::TokenRequest;
 use super::{Reason, Redeemer, TokenError};
 use crate::clients::Client;
-use crate::contract::record::{check_resource, CodeRecord, Mismatch, Presented};
+use crate::contract::record::{check, check_resource, CodeRecord, Mismatch, Presented};
 use crate::store::{GrantMarker, TakeOutcome, TakeRequest};
 use crate::unix_now;
 
@@ -29,14 +29,15 @@ impl Redeemer {
             );
             return Err(TokenError::unusable_code(Reason::MalformedCode));
         }
+        let presented = Presented {
+            client_id: &client.client_id,
+            redirect_uri: request.redirect_uri.as_deref(),
+            verifier: &request.verifier,
+            allow_plain: client.allow_plain_pkce,
+        };
         let take = TakeRequest {
             code: request.code.as_str(),
-            presented: Presented {
-                client_id: &client.client_id,
-                redirect_uri: request.redirect_uri.as_deref(),
-                verifier: &request.verifier,
-                allow_plain: client.allow_plain_pkce,
-            },
+            validate: &|record| check(record, &presented),
             grant: marker,
         };
         let started = Instant::now();
