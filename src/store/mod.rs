@@ -25,14 +25,17 @@
 //! - `redis`: the Redis store: connections, its primitives, and what only
 //!   Redis needs around a take (`WAIT` for the replicas and the put-back
 //!   of a take short of them; behind Sentinel, the miss confirmed).
-//! - `cluster`: Redis Cluster routing.
+//! - `commands`: every command the service sends to Redis, with how Cluster
+//!   routes it and when it is needed; the Cluster routing, the start-up
+//!   probe and the documented ACL user follow from it.
+//! - `cluster`: Redis Cluster routing, by that table.
 //! - `sentinel`: what the sentinels say beyond the master's address.
 //! - `keys`: the key names, all under one prefix.
 //!
 //! # Room to grow
 //! Each new kind of state is a concern of its own beside `codes`: a module
 //! with its sequence and its trait of primitives, implemented in `memory`
-//! and `redis`, and its keys in `keys`.
+//! and `redis`, its keys in `keys`, and its commands in `commands`.
 //!
 //! - Refresh-token families go in `families`: one key per family, hash-tagged
 //!   by the family (`<prefix>family:{<id>}`), so that rotating a token and
@@ -43,6 +46,7 @@
 
 mod cluster;
 mod codes;
+mod commands;
 mod keys;
 mod memory;
 mod redis;
@@ -52,6 +56,7 @@ use std::time::Duration;
 
 pub use self::cluster::slot_of as cluster_slot;
 pub use self::codes::{GrantMarker, TakeOutcome, TakeRequest};
+pub use self::commands::{acl_rules, Command, Needed, Route, COMMANDS};
 pub use self::keys::KeySpace;
 pub use self::memory::MemoryStore;
 pub use self::redis::{ConnectionMetrics, RedisSettings, RedisStore, RedisTls, RedisTopology};

@@ -45,7 +45,8 @@ pub async fn redemption_contract(app: &TestApp) {
     assert_eq!(app.metric("code_store_errors_total").await, 0.0);
 }
 
-/// The ACL rules of docs/production-redis.md, for the key prefix `oauth:`.
+/// The ACL rules of docs/production-redis.md, for the key prefix `oauth:`:
+/// the library's command table's ([`acl_rules_are_the_command_tables`]).
 pub const ACL_RULES: &[&str] = &[
     "resetkeys",
     "~oauth:*",
@@ -61,3 +62,10 @@ pub const ACL_RULES: &[&str] = &[
     "+exec",
     "+wait",
 ];
+
+/// A command the service starts sending is added to the library's table
+/// (`token_endpoint::store::COMMANDS`); this says when these rules lag.
+#[test]
+fn acl_rules_are_the_command_tables() {
+    assert_eq!(ACL_RULES, token_endpoint::store::acl_rules("oauth:"));
+}
