@@ -198,6 +198,19 @@ pub fn acl_rules(key_prefix: &str) -> Vec<String> {
         .collect()
 }
 
+/// The names of the commands the start-up probe must send: every command
+/// the service needs on this deployment's settings, whatever the topology.
+pub fn probed(replica_acks: u32) -> impl Iterator<Item = &'static str> {
+    COMMANDS
+        .iter()
+        .filter(move |c| match c.needed {
+            Needed::Always => true,
+            Needed::WithReplicaAcks => replica_acks > 0,
+            Needed::Cluster | Needed::Sentinel | Needed::ResourceServer => false,
+        })
+        .map(|c| c.name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::cluster::{ClusterRouter, ClusterSettings};
 use super::codes::{self, Consumed, Primitives};
+use super::commands;
 use super::sentinel::{address_of, Address, Sentinels, Verdict};
 use super::{KeySpace, Result, StoreError, TakeOutcome, TakeRequest};
 
@@ -288,7 +289,7 @@ pub struct RedisStore {
 impl RedisStore {
     /// Open the first connection now and prove it works for the service: an
     /// authenticated `PING`, and every command a redemption sends, once
-    /// ([`Self::probe`]). A Redis that cannot be reached, a password
+    /// ([`probe`]). A Redis that cannot be reached, a password
     /// it refuses, a user without the needed ACL permissions, or a master
     /// name no sentinel knows then stops start-up rather than the first
     /// request.
@@ -340,40 +341,10 @@ impl RedisStore {
             connections: ConnectionMetrics::new(),
         };
         let mut conn = store.conn().await?;
-        store
-            .bounded(redis::cmd("PING").query_async::<String>(&mut conn))
-            .await?;
-        store.bounded(store.probe(&mut conn)).await?;
-        Ok(store)
-    }
-
-    /// Every command a redemption sends, once, on a key no code can have
-    /// (`~` is not in a code's alphabet): a user without a permission the
-    /// service needs is found at start-up, not by the first redemption.
-    async fn probe(&self, conn: &mut Conn) -> RedisResult<()> {
-        let code = self.keys.code(PROBE_CODE);
-        let used = self.keys.used(PROBE_CODE);
-        let mut read = redis::pipe();
-        read.get(&code).ignore();
-        if self.replica_acks > 0 {
-            read.cmd("PTTL").arg(&code).ignore();
+        for step in probe(&store.keys, store.replica_acks) {
+            store.bounded(step.send(&mut conn)).await?;
         }
-        read.query_async::<()>(conn).await?;
-        redis::pipe()
-            .atomic()
-            .cmd("GETDEL")
-            .arg(&code)
-            .ignore()
-            .cmd("SET")
-            .arg(&used)
-            .arg("start-up check")
-            .arg("EX")
-            .arg(1)
-            .arg("NX")
-            .ignore()
-            .query_async::<()>(conn)
-            .await?;
-        redis::cmd("DEL").arg(&used).query_async::<()>(conn).await
+        Ok(store)
     }
 
     /// The same Redis, keys and timeouts, with a connection of its own that
@@ -866,6 +837,65 @@ impl Primitives for OnConnection<'_> {
     }
 }
 
+/// One round trip of the start-up probe.
+enum ProbeStep {
+    Alone(redis::Cmd),
+    Pipeline(redis::Pipeline),
+}
+
+impl ProbeStep {
+    async fn send(&self, conn: &mut Conn) -> RedisResult<()> {
+        match self {
+            Self::Alone(cmd) => cmd.query_async(conn).await,
+            Self::Pipeline(pipeline) => pipeline.query_async(conn).await,
+        }
+    }
+}
+
+/// The start-up probe: each command [`commands::probed`] names once, on the
+/// keys of a code no code can be (`~` is not in a code's alphabet), so a
+/// user without a permission the service needs is found at start-up, not
+/// by the first redemption. `PING` alone (Cluster sends a keyless command
+/// to any node); the take's read (`GET`, and `PTTL` with replica acks); its
+/// `MULTI` (`GETDEL`, `SET … EX 1 NX`); then `DEL` of that marker and,
+/// with replica acks, `WAIT 0 0` behind it on the same node: it asks for no
+/// replica, so it answers at once whatever the replicas do, and proves the
+/// permission only.
+fn probe(keys: &KeySpace, replica_acks: u32) -> Vec<ProbeStep> {
+    let code = keys.code(PROBE_CODE);
+    let used = keys.used(PROBE_CODE);
+    let mut read = redis::pipe();
+    read.get(&code).ignore();
+    let mut take = redis::pipe();
+    take.atomic()
+        .cmd("GETDEL")
+        .arg(&code)
+        .ignore()
+        .cmd("SET")
+        .arg(&used)
+        .arg("start-up check")
+        .arg("EX")
+        .arg(1)
+        .arg("NX")
+        .ignore();
+    let mut clean = redis::pipe();
+    clean.cmd("DEL").arg(&used).ignore();
+    // Those the table needs only on some settings, as it says.
+    let needed = |name| commands::probed(replica_acks).any(|n| n == name);
+    if needed("PTTL") {
+        read.cmd("PTTL").arg(&code).ignore();
+    }
+    if needed("WAIT") {
+        clean.cmd("WAIT").arg(0).arg(0).ignore();
+    }
+    vec![
+        ProbeStep::Alone(redis::cmd("PING")),
+        ProbeStep::Pipeline(read),
+        ProbeStep::Pipeline(take),
+        ProbeStep::Pipeline(clean),
+    ]
+}
+
 /// What was left of a code's life when its record was read.
 #[derive(Debug, Clone, Copy)]
 enum Expiry {
@@ -985,4 +1015,35 @@ fn unavailable(e: redis::RedisError) -> StoreError {
         return StoreError::UnknownSentinelMaster(e.to_string());
     }
     StoreError::Unavailable(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The probe sends each command the table says these settings need,
+    /// and nothing else: a command added to the table is probed, or this
+    /// fails.
+    #[test]
+    fn the_probe_sends_what_the_command_table_needs() {
+        for replica_acks in [0, 1] {
+            let mut sent: Vec<&str> = probe(&KeySpace::default(), replica_acks)
+                .iter()
+                .flat_map(|step| match step {
+                    ProbeStep::Alone(cmd) => vec![cmd],
+                    ProbeStep::Pipeline(pipeline) => pipeline.cmd_iter().collect(),
+                })
+                .map(|cmd| commands::of(cmd).map_or("?", |c| c.name))
+                .collect();
+            let transactions = probe(&KeySpace::default(), replica_acks)
+                .iter()
+                .filter(|step| matches!(step, ProbeStep::Pipeline(p) if p.is_transaction()))
+                .count();
+            sent.extend(["MULTI", "EXEC"].repeat(transactions));
+            let mut needed: Vec<&str> = commands::probed(replica_acks).collect();
+            sent.sort_unstable();
+            needed.sort_unstable();
+            assert_eq!(sent, needed, "replica acks {replica_acks}");
+        }
+    }
 }
