@@ -12,7 +12,7 @@ use super::request::TokenForm;
 use super::{Context, Grant, GrantType, Redeemer};
 use crate::clients::Client;
 use crate::contract::record::{
-    check_resource, is_well_formed_code, CodeRecord, Mismatch, Presented,
+    check, check_resource, is_well_formed_code, CodeRecord, Mismatch, Presented,
 };
 use crate::pkce::CodeVerifier;
 use crate::store::{GrantMarker, TakeOutcome, TakeRequest};
@@ -86,7 +86,9 @@ impl Grant for CodeGrant {
     }
 
     /// Take the code for the authenticated client, leaving a used marker
-    /// that names this grant, and check what it held.
+    /// that names this grant. The record's checks (client, redirect URI,
+    /// PKCE) are this grant's, handed to the store to run on the record it
+    /// reads, before it consumes anything.
     async fn consume(
         &self,
         redeemer: &Redeemer,
@@ -99,14 +101,15 @@ impl Grant for CodeGrant {
             client_id: client.client_id.clone(),
             verifier_digest: self.verifier.s256_challenge().to_owned(),
         };
+        let presented = Presented {
+            client_id: &client.client_id,
+            redirect_uri: self.redirect_uri.as_deref(),
+            verifier: &self.verifier,
+            allow_plain: client.allow_plain_pkce,
+        };
         let take = TakeRequest {
             code: self.code.as_str(),
-            presented: Presented {
-                client_id: &client.client_id,
-                redirect_uri: self.redirect_uri.as_deref(),
-                verifier: &self.verifier,
-                allow_plain: client.allow_plain_pkce,
-            },
+            validate: &|record| check(record, &presented),
             grant: &marker,
         };
         let started = Instant::now();

@@ -9,7 +9,9 @@
 //! routing it is small:
 //!
 //! - the slot of the command's key (CRC16 of its hash tag) names a node in
-//!   the slot map, and the command goes on that node's connection;
+//!   the slot map, and the command goes on that node's connection; which
+//!   argument is the key, or that there is none, the command table says
+//!   ([`super::commands`]), and a command it does not know is refused;
 //! - a node that fails is marked down for [`RETRY_AFTER_FAILURE`]: its
 //!   slots fail fast meanwhile (503), nobody else waits, and the first
 //!   request after the pause connects again, so a node that answers again
@@ -30,9 +32,11 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use futures_util::future::join_all;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{
-    AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, RedisError, RedisFuture,
-    RedisResult, ServerErrorKind, Value,
+    AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, RedisError, RedisResult,
+    ServerErrorKind, Value,
 };
+
+use super::commands::{self, Route};
 
 /// How long a node that failed is not tried again: its slots answer at
 /// once meanwhile. Also the longest a node that answers again waits to be
@@ -169,34 +173,68 @@ pub fn slot_of(key: &[u8]) -> u16 {
     crc16::State::<crc16::XMODEM>::calculate(tagged.unwrap_or(key)) % SLOT_COUNT
 }
 
-/// The key a command is routed by: the first key of `EVALSHA`/`EVAL` (the
-/// load generator's tools), or the first argument of the single-key
-/// commands the service sends.
-fn key_of(cmd: &Cmd) -> Option<&[u8]> {
-    let mut args = cmd.args_iter().map(|arg| match arg {
-        redis::Arg::Simple(bytes) => bytes,
-        _ => &[][..],
-    });
-    let name = args.next()?;
-    if name.eq_ignore_ascii_case(b"EVALSHA") || name.eq_ignore_ascii_case(b"EVAL") {
-        let _script = args.next()?;
-        let keys: usize = std::str::from_utf8(args.next()?).ok()?.parse().ok()?;
-        return if keys > 0 { args.next() } else { None };
-    }
-    const SINGLE_KEY: [&[u8]; 8] = [
-        b"GET", b"GETDEL", b"SET", b"DEL", b"EXISTS", b"SETEX", b"TTL", b"PTTL",
-    ];
-    SINGLE_KEY
-        .iter()
-        .any(|c| name.eq_ignore_ascii_case(c))
-        .then(|| args.next())
-        .flatten()
+/// Where the router sends a command.
+#[derive(Debug, PartialEq)]
+enum Target<'a> {
+    /// The master of this key's slot.
+    Key(&'a [u8]),
+    /// Any master.
+    AnyNode,
 }
 
-fn is_command(cmd: &Cmd, name: &[u8], sub: Option<&[u8]>) -> bool {
-    let mut args = cmd.args_iter();
-    let matches = |arg: Option<redis::Arg<&[u8]>>, want: &[u8]| matches!(arg, Some(redis::Arg::Simple(a)) if a.eq_ignore_ascii_case(want));
-    matches(args.next(), name) && sub.is_none_or(|s| matches(args.next(), s))
+/// Where `cmd`, sent alone, goes: by [`commands::COMMANDS`]. A command
+/// the table does not know is an error, not a guess: it might need a node
+/// of its own.
+fn target_of(cmd: &Cmd) -> RedisResult<Target<'_>> {
+    let command =
+        commands::of(cmd).ok_or_else(|| unroutable(cmd, "is not in the command table"))?;
+    match command.route {
+        Route::FirstArgIsKey => commands::key_of(cmd)
+            .map(Target::Key)
+            .ok_or_else(|| unroutable(cmd, "names no key")),
+        Route::AnyNode => Ok(Target::AnyNode),
+        Route::ConnectionsNode => Err(unroutable(
+            cmd,
+            "acts on its connection's node, which the caller names (on_master_of)",
+        )),
+        Route::NotRouted => Err(unroutable(cmd, "is sent to a node by name, never routed")),
+    }
+}
+
+/// The slot of a pipeline: that of its first keyed command. The commands
+/// without a key that act on their connection (`MULTI`, `WAIT`) go with
+/// it; any other, or none keyed, is an error.
+fn slot_of_pipeline(pipeline: &redis::Pipeline) -> RedisResult<u16> {
+    let mut slot = None;
+    for cmd in pipeline.cmd_iter() {
+        let command =
+            commands::of(cmd).ok_or_else(|| unroutable(cmd, "is not in the command table"))?;
+        match command.route {
+            Route::FirstArgIsKey if slot.is_none() => {
+                let key = commands::key_of(cmd).ok_or_else(|| unroutable(cmd, "names no key"))?;
+                slot = Some(slot_of(key));
+            }
+            Route::FirstArgIsKey | Route::ConnectionsNode => {}
+            Route::AnyNode | Route::NotRouted => {
+                return Err(unroutable(cmd, "cannot go in a pipeline"))
+            }
+        }
+    }
+    slot.ok_or_else(|| {
+        RedisError::from((
+            ErrorKind::Client,
+            "a pipeline names no key, so no Cluster node",
+        ))
+    })
+}
+
+/// The router's refusal of `cmd`, named by its first argument.
+fn unroutable(cmd: &Cmd, why: &'static str) -> RedisError {
+    let name = match cmd.args_iter().next() {
+        Some(redis::Arg::Simple(name)) => String::from_utf8_lossy(name).into_owned(),
+        _ => String::new(),
+    };
+    RedisError::from((ErrorKind::Client, why, format!("Cluster routing: {name}")))
 }
 
 /// A node's connection, opened on demand, and when it last failed.
@@ -279,14 +317,44 @@ impl ClusterRouter {
         self.inner.clone().keyed(slot_of(key), cmd).await
     }
 
-    async fn route(&self, cmd: &Cmd) -> RedisResult<Value> {
-        if let Some(key) = key_of(cmd) {
-            return self.inner.clone().keyed(slot_of(key), cmd).await;
+    /// Run `cmd` where the command table sends it ([`target_of`]).
+    pub async fn query(&self, cmd: &Cmd) -> RedisResult<Value> {
+        match target_of(cmd)? {
+            Target::Key(key) => self.inner.clone().keyed(slot_of(key), cmd).await,
+            Target::AnyNode => self.inner.on_any_master(cmd).await,
         }
-        if is_command(cmd, b"SCRIPT", Some(b"LOAD")) {
-            return self.inner.on_every_master(cmd).await;
-        }
-        self.inner.on_any_master(cmd).await
+    }
+
+    /// Run `pipeline` on the master of its first keyed command
+    /// ([`slot_of_pipeline`]), answering its `count` values from `offset`.
+    pub async fn query_pipeline(
+        &self,
+        pipeline: &redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisResult<Vec<Value>> {
+        let slot = slot_of_pipeline(pipeline)?;
+        let node = self
+            .inner
+            .map
+            .load()
+            .master_of(slot)
+            .cloned()
+            .ok_or_else(|| {
+                RedisError::from((ErrorKind::ClusterConnectionNotFound, "no master is known"))
+            })?;
+        let mut conn = self.inner.connection(&node).await?;
+        // A redirection or a changing cluster is not followed here (the
+        // request gets a 503 and is retried); the map is refreshed.
+        conn.req_packed_commands(pipeline, offset, count)
+            .await
+            .inspect_err(|e| {
+                self.inner.failed(&node, e);
+                self.inner.note_topology(e);
+                if e.redirect_node().is_some() {
+                    self.inner.refresh_soon();
+                }
+            })
     }
 }
 
@@ -338,7 +406,7 @@ impl Inner {
 
     /// `cmd` on `node`, failing fast if the node failed moments ago.
     ///
-    /// An error the server answers (`MOVED`, `NOSCRIPT`) is an `Err` here,
+    /// An error the server answers (`MOVED`, `READONLY`) is an `Err` here,
     /// not a value: the connection hands it over as `Value::ServerError`.
     async fn send(self: &Arc<Self>, node: &NodeAddr, cmd: &Cmd) -> RedisResult<Value> {
         let mut conn = self.connection(node).await?;
@@ -399,13 +467,7 @@ impl Inner {
         if let Some(conn) = state.conn.load_full() {
             return Ok((*conn).clone());
         }
-        let recently_failed = state
-            .failed_at
-            .lock()
-            .ok()
-            .and_then(|at| *at)
-            .is_some_and(|at| at.elapsed() < RETRY_AFTER_FAILURE);
-        if recently_failed {
+        if less_than_ago(&state.failed_at, RETRY_AFTER_FAILURE) {
             return Err((
                 ErrorKind::Io,
                 "the node failed moments ago",
@@ -454,34 +516,6 @@ impl Inner {
             .await
     }
 
-    /// Every master that can be reached runs `cmd` (`SCRIPT LOAD`). An
-    /// error answered by a node (a missing permission, say) fails it; nodes
-    /// that cannot be reached are left out, unless none can be.
-    async fn on_every_master(self: &Arc<Self>, cmd: &Cmd) -> RedisResult<Value> {
-        let masters = self.map.load().masters.clone();
-        let answers = join_all(masters.iter().map(|node| self.send(node, cmd))).await;
-        let mut first = None;
-        let mut unreachable = None;
-        for answer in answers {
-            match answer {
-                Ok(value) => {
-                    first.get_or_insert(value);
-                }
-                Err(e) if e.is_io_error() || e.is_connection_refusal() || e.is_timeout() => {
-                    unreachable = Some(e);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        match (first, unreachable) {
-            (Some(value), _) => Ok(value),
-            (None, Some(e)) => Err(e),
-            (None, None) => {
-                Err((ErrorKind::ClusterConnectionNotFound, "no master is known").into())
-            }
-        }
-    }
-
     /// `cmd` (`PING`) on the first master that answers.
     async fn on_any_master(self: &Arc<Self>, cmd: &Cmd) -> RedisResult<Value> {
         let masters = self.map.load().masters.clone();
@@ -499,12 +533,7 @@ impl Inner {
     /// Refresh the map in the background, unless a refresh is running or
     /// one ran less than [`MIN_REFRESH_INTERVAL`] ago.
     fn refresh_soon(self: &Arc<Self>) {
-        let recent = self
-            .last_refresh
-            .lock()
-            .ok()
-            .and_then(|at| *at)
-            .is_some_and(|at| at.elapsed() < MIN_REFRESH_INTERVAL);
+        let recent = less_than_ago(&self.last_refresh, MIN_REFRESH_INTERVAL);
         if recent || self.refreshing.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -597,59 +626,20 @@ impl Drop for RefreshDone<'_> {
     }
 }
 
+/// Whether the instant `at` holds, if any, is less than `span` ago.
+fn less_than_ago(at: &Mutex<Option<Instant>>, span: Duration) -> bool {
+    at.lock()
+        .ok()
+        .and_then(|at| *at)
+        .is_some_and(|at| at.elapsed() < span)
+}
+
 fn parse_node(addr: &str) -> Option<NodeAddr> {
     let (host, port) = addr.rsplit_once(':')?;
     Some(NodeAddr {
         host: host.into(),
         port: port.parse().ok()?,
     })
-}
-
-impl ConnectionLike for ClusterRouter {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(self.route(cmd))
-    }
-
-    /// Pipelines go to the master of their first keyed command.
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a redis::Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(async move {
-            let slot = pipeline
-                .cmd_iter()
-                .find_map(key_of)
-                .map(slot_of)
-                .unwrap_or(0);
-            let node = self
-                .inner
-                .map
-                .load()
-                .master_of(slot)
-                .cloned()
-                .ok_or_else(|| {
-                    RedisError::from((ErrorKind::ClusterConnectionNotFound, "no master is known"))
-                })?;
-            let mut conn = self.inner.connection(&node).await?;
-            // A redirection or a changing cluster is not followed here
-            // (the request gets a 503 and is retried); the map is refreshed.
-            conn.req_packed_commands(pipeline, offset, count)
-                .await
-                .inspect_err(|e| {
-                    self.inner.failed(&node, e);
-                    self.inner.note_topology(e);
-                    if e.redirect_node().is_some() {
-                        self.inner.refresh_soon();
-                    }
-                })
-        })
-    }
-
-    fn get_db(&self) -> i64 {
-        0
-    }
 }
 
 #[cfg(test)]
@@ -668,21 +658,51 @@ mod tests {
         assert_eq!(slot_of(b"oauth:code:{abc}"), slot_of(b"oauth:used:{abc}"));
     }
 
+    /// By the command table: a keyed command by its key, `PING` anywhere;
+    /// a command that needs its connection's node, or one the table does
+    /// not know, is refused rather than sent to a guess.
     #[test]
-    fn the_take_is_routed_by_its_first_key() {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg("sha")
-            .arg(2)
-            .arg("code:{a}")
-            .arg("used:{a}")
-            .arg("x");
-        assert_eq!(key_of(&cmd), Some(&b"code:{a}"[..]));
+    fn commands_are_routed_by_the_table() {
         let mut set = redis::cmd("SET");
         set.arg("k").arg("v");
-        assert_eq!(key_of(&set), Some(&b"k"[..]));
-        assert_eq!(key_of(&redis::cmd("PING")), None);
-        let mut load = redis::cmd("SCRIPT");
-        load.arg("LOAD").arg("return 1");
-        assert!(is_command(&load, b"SCRIPT", Some(b"LOAD")));
+        assert_eq!(target_of(&set).unwrap(), Target::Key(b"k"));
+        assert_eq!(target_of(&redis::cmd("PING")).unwrap(), Target::AnyNode);
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(1).arg(100);
+        let mut setex = redis::cmd("SETEX");
+        setex.arg("k").arg(1).arg("v");
+        for refused in [&wait, &setex, &redis::cmd("GET"), &redis::cmd("EVALSHA")] {
+            assert_eq!(target_of(refused).unwrap_err().kind(), ErrorKind::Client);
+        }
+    }
+
+    /// A pipeline goes to its first key's slot, with the commands that act
+    /// on its connection; one that names no key, or holds a command the
+    /// table does not know, is refused (it used to go to slot 0).
+    #[test]
+    fn pipelines_are_routed_by_their_first_key() {
+        let mut take = redis::pipe();
+        take.atomic()
+            .cmd("GETDEL")
+            .arg("code:{a}")
+            .cmd("SET")
+            .arg("used:{a}")
+            .arg("m");
+        assert_eq!(slot_of_pipeline(&take).unwrap(), slot_of(b"a"));
+        let mut waited = redis::pipe();
+        waited.cmd("DEL").arg("used:{b}").cmd("WAIT").arg(0).arg(0);
+        assert_eq!(slot_of_pipeline(&waited).unwrap(), slot_of(b"b"));
+        let mut keyless = redis::pipe();
+        keyless.cmd("WAIT").arg(0).arg(0);
+        let mut unknown = redis::pipe();
+        unknown.cmd("SETEX").arg("k").arg(1).arg("v");
+        let mut unknown_later = redis::pipe();
+        unknown_later.cmd("GET").arg("k").cmd("FLUSHALL");
+        for refused in [&keyless, &unknown, &unknown_later, &redis::pipe()] {
+            assert_eq!(
+                slot_of_pipeline(refused).unwrap_err().kind(),
+                ErrorKind::Client
+            );
+        }
     }
 }

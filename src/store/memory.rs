@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
-use super::{GrantMarker, StoreError, TakeOutcome, TakeRequest};
-use crate::contract::record::{check, CodeRecord};
+use super::codes::{self, Consumed, Primitives};
+use super::{Result, StoreError, TakeOutcome, TakeRequest};
 
 enum Slot {
     /// A code the frontend wrote, not yet redeemed: the raw record.
     Code(String),
-    /// A redeemed code: the grant its tokens belong to.
-    Used(GrantMarker),
+    /// A redeemed code: its used marker, encoded.
+    Used(String),
 }
 
 struct Entry {
@@ -36,42 +36,28 @@ impl MemoryStore {
         Self::default()
     }
 
-    pub(super) fn take(&self, request: &TakeRequest<'_>) -> TakeOutcome {
-        let now = Instant::now();
-        let Some(mut entry) = self.codes.get_mut(request.code) else {
-            return TakeOutcome::Unknown;
-        };
-        if entry.expires_at <= now {
-            drop(entry);
-            self.codes
-                .remove_if(request.code, |_, e| e.expires_at <= now);
-            return TakeOutcome::Unknown;
-        }
-        let record = match &entry.slot {
-            Slot::Used(marker) => return TakeOutcome::Replayed(marker.clone()),
-            Slot::Code(raw) => match CodeRecord::parse(raw.as_bytes()) {
-                Ok(record) => record,
-                Err(bad) => {
-                    drop(entry);
-                    self.codes.remove(request.code);
-                    return TakeOutcome::BadRecord(bad);
-                }
-            },
-        };
-        if let Err(mismatch) = check(&record, &request.presented) {
-            return TakeOutcome::Mismatch(mismatch);
-        }
-        // Still under the shard's write lock: no other take can see the code
-        // between the check and this replacement.
-        entry.expires_at = now + request.grant.ttl(crate::unix_now());
-        entry.slot = Slot::Used(request.grant.clone());
-        TakeOutcome::Taken(Box::new(record))
+    pub(super) async fn take(&self, request: &TakeRequest<'_>) -> Result<TakeOutcome> {
+        codes::take(&mut { self }, request).await
     }
 
-    pub(super) fn insert(&self, code: &str, raw: String, ttl: Duration) -> Result<(), StoreError> {
+    /// What `pick` finds in the unexpired entry of `code`. An expired entry
+    /// is removed on the way, so memory stays bounded between sweeps.
+    fn live<T>(&self, code: &str, pick: impl FnOnce(&Slot) -> Option<T>) -> Option<T> {
+        let now = Instant::now();
+        let entry = self.codes.get(code)?;
+        if entry.expires_at > now {
+            return pick(&entry.slot);
+        }
+        // The read guard first: removing under it would deadlock the shard.
+        drop(entry);
+        self.codes.remove_if(code, |_, e| e.expires_at <= now);
+        None
+    }
+
+    pub(super) async fn insert(&self, code: &str, raw: &str, ttl: Duration) -> Result<()> {
         let now = Instant::now();
         let fresh = Entry {
-            slot: Slot::Code(raw),
+            slot: Slot::Code(raw.to_owned()),
             expires_at: now + ttl,
         };
         match self.codes.entry(code.to_owned()) {
@@ -87,20 +73,22 @@ impl MemoryStore {
         }
     }
 
-    pub(super) fn forget_take(&self, code: &str) {
+    pub(super) async fn forget_take(&self, code: &str) {
         self.codes
             .remove_if(code, |_, e| matches!(e.slot, Slot::Used(_)));
     }
 
-    pub(super) fn revoke_grant(&self, grant_id: &str, ttl: Duration) {
+    pub(super) async fn revoke_grant(&self, grant_id: &str, ttl: Duration) -> Result<()> {
         self.revoked
             .insert(grant_id.to_owned(), Instant::now() + ttl);
+        Ok(())
     }
 
-    pub(super) fn is_grant_revoked(&self, grant_id: &str) -> bool {
-        self.revoked
+    pub(super) async fn is_grant_revoked(&self, grant_id: &str) -> Result<bool> {
+        Ok(self
+            .revoked
             .get(grant_id)
-            .is_some_and(|until| *until > Instant::now())
+            .is_some_and(|until| *until > Instant::now()))
     }
 
     /// Drop everything that has expired.
@@ -124,5 +112,83 @@ impl MemoryStore {
                 MemoryStore { codes, revoked }.sweep();
             }
         });
+    }
+}
+
+/// The take's steps on the map. Nothing here can fail or wait.
+impl Primitives for &MemoryStore {
+    type Raw = String;
+    type Life = ();
+
+    async fn read(&mut self, code: &str) -> Result<Option<(String, ())>> {
+        Ok(self.live(code, |slot| match slot {
+            Slot::Code(raw) => Some((raw.clone(), ())),
+            Slot::Used(_) => None,
+        }))
+    }
+
+    async fn remove(&mut self, code: &str) -> Result<()> {
+        self.codes
+            .remove_if(code, |_, e| matches!(e.slot, Slot::Code(_)));
+        Ok(())
+    }
+
+    /// Under the entry's shard lock from the look to the replacement: no
+    /// other take sees the code in between.
+    async fn consume(
+        &mut self,
+        code: &str,
+        marker: &str,
+        ttl: Duration,
+    ) -> Result<Consumed<String>> {
+        let now = Instant::now();
+        let gone = Consumed {
+            taken: None,
+            marked: false,
+        };
+        let Some(mut entry) = self.codes.get_mut(code) else {
+            return Ok(gone);
+        };
+        let Entry { slot, expires_at } = &mut *entry;
+        let Slot::Code(raw) = slot else {
+            return Ok(gone);
+        };
+        if *expires_at <= now {
+            return Ok(gone);
+        }
+        let taken = std::mem::take(raw);
+        *slot = Slot::Used(marker.to_owned());
+        *expires_at = now + ttl;
+        Ok(Consumed {
+            taken: Some(taken),
+            marked: true,
+        })
+    }
+
+    async fn read_used(&mut self, code: &str) -> Result<Option<String>> {
+        Ok(self.live(code, |slot| match slot {
+            Slot::Used(marker) => Some(marker.clone()),
+            Slot::Code(_) => None,
+        }))
+    }
+
+    /// Unreached: a consume here never finds a marker beside a record, since
+    /// one slot holds either.
+    async fn overwrite_used(&mut self, code: &str, marker: &str, ttl: Duration) -> Result<()> {
+        let used = Entry {
+            slot: Slot::Used(marker.to_owned()),
+            expires_at: Instant::now() + ttl,
+        };
+        self.codes.insert(code.to_owned(), used);
+        Ok(())
+    }
+
+    async fn forget(&mut self, code: &str) {
+        self.forget_take(code).await;
+    }
+
+    /// Nothing to wait for: the map is the only copy.
+    async fn settle(&mut self, _: &TakeRequest<'_>, _: &[u8], (): ()) -> Result<()> {
+        Ok(())
     }
 }

@@ -2,19 +2,51 @@
 //! taking them: Redis in production, an in-process map on the embedded
 //! default. Both keep the same contract:
 //!
-//! - [`CodeStore::take`] checks the presented client, redirect URI and
-//!   verifier against the record and, only if all pass, removes the record
-//!   and leaves a "used" marker in the same atomic step. Of any number of
-//!   concurrent takes of one code, exactly one gets the record.
-//! - A failed check leaves the record in place.
+//! - [`CodeStore::take`] runs the grant's validate step (client, redirect
+//!   URI, PKCE: [`TakeRequest::validate`]) on the record and, only if it
+//!   passes, removes the record and leaves a "used" marker in the same
+//!   atomic step. Of any number of concurrent takes of one code, exactly one
+//!   gets the record.
+//! - A refused take leaves the record in place.
 //! - A take of a code that was already taken answers [`TakeOutcome::Replayed`]
 //!   with the grant it produced, not [`TakeOutcome::Unknown`].
 //! - A take of a code consumed by a take that then issued nothing (Redis:
 //!   its `WAIT` fell short, answered 503) answers
 //!   [`TakeOutcome::ConsumedWithoutTokens`], not a replay: there are no
 //!   tokens to revoke.
+//!
+//! # Layout
+//! By concern: what a kind of stored state means is written once, and each
+//! store supplies only the primitives it is made of.
+//!
+//! - `codes`: authorization codes. The take's request, outcome and used
+//!   marker, and the take itself, once, over a trait of primitives.
+//! - `memory`: the embedded store: a map, and its primitives.
+//! - `redis`: the Redis store: connections, its primitives, and what only
+//!   Redis needs around a take (`WAIT` for the replicas and the put-back
+//!   of a take short of them; behind Sentinel, the miss confirmed).
+//! - `commands`: every command the service sends to Redis, with how Cluster
+//!   routes it and when it is needed; the Cluster routing, the start-up
+//!   probe and the documented ACL user follow from it.
+//! - `cluster`: Redis Cluster routing, by that table.
+//! - `sentinel`: what the sentinels say beyond the master's address.
+//! - `keys`: the key names, all under one prefix.
+//!
+//! # Room to grow
+//! Each new kind of state is a concern of its own beside `codes`: a module
+//! with its sequence and its trait of primitives, implemented in `memory`
+//! and `redis`, its keys in `keys`, and its commands in `commands`.
+//!
+//! - Refresh-token families go in `families`: one key per family, hash-tagged
+//!   by the family (`<prefix>family:{<id>}`), so that rotating a token and
+//!   revoking its family is one `MULTI` on one Cluster slot.
+//! - DPoP proof replay goes in `proofs`: one `SET <prefix>dpop:<hash> 1 NX
+//!   EX <window>` per proof, refused when the key exists; on the embedded
+//!   store, an insert-if-absent with an expiry.
 
 mod cluster;
+mod codes;
+mod commands;
 mod keys;
 mod memory;
 mod redis;
@@ -23,152 +55,13 @@ mod sentinel;
 use std::time::Duration;
 
 pub use self::cluster::slot_of as cluster_slot;
+pub use self::codes::{GrantMarker, TakeOutcome, TakeRequest};
+pub use self::commands::{acl_rules, Command, Needed, Route, COMMANDS};
 pub use self::keys::KeySpace;
 pub use self::memory::MemoryStore;
 pub use self::redis::{ConnectionMetrics, RedisSettings, RedisStore, RedisTls, RedisTopology};
 
-use crate::contract::record::{BadRecord, CodeRecord, Mismatch, Presented};
-
-/// One redemption attempt, as the store sees it.
-#[derive(Debug)]
-pub struct TakeRequest<'a> {
-    pub code: &'a str,
-    pub presented: Presented<'a>,
-    /// What the used marker records if this take succeeds.
-    pub grant: &'a GrantMarker,
-}
-
-/// Left behind by a successful take, under the code's used-marker key, for as
-/// long as the tokens issued from the code live.
-#[derive(Clone, PartialEq, Eq)]
-pub struct GrantMarker {
-    /// The `grant_id` claim of the tokens issued from the code.
-    pub grant_id: String,
-    /// When the last token issued from the code expires (seconds since
-    /// epoch): the access token or the ID token, whichever lives longer.
-    pub tokens_expire_at: u64,
-    /// The client that redeemed the code.
-    pub client_id: String,
-    /// `BASE64URL(SHA-256(code_verifier))` of that redemption. A later
-    /// presentation of the code is the owner's replay only if it
-    /// authenticates as `client_id` and its verifier has this digest;
-    /// anyone else holding a leaked code must not be able to revoke the
-    /// grant, nor learn that the code was ever redeemed.
-    pub verifier_digest: String,
-}
-
-impl std::fmt::Debug for GrantMarker {
-    /// The digest is left out: not a secret, but no help in a log either.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GrantMarker")
-            .field("grant_id", &self.grant_id)
-            .field("tokens_expire_at", &self.tokens_expire_at)
-            .field("client_id", &self.client_id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl GrantMarker {
-    /// `<grant_id> <expiry> <digest> <client_id>`: the client id last, since
-    /// it may hold spaces (RFC 6749 Appendix A.1 allows any VSCHAR).
-    fn encode(&self) -> String {
-        format!(
-            "{} {} {} {}",
-            self.grant_id, self.tokens_expire_at, self.verifier_digest, self.client_id
-        )
-    }
-
-    /// The marker of a take that consumed the code but issued no tokens:
-    /// the same fields behind a `!`, which no grant id (base64url) starts
-    /// with. The owner's retry then learns that nothing was issued rather
-    /// than being taken for a replay.
-    fn encode_without_tokens(&self) -> String {
-        format!("!{}", self.encode())
-    }
-
-    /// A marker of this format, or of the earlier `<grant_id> <expiry>`
-    /// (written before markers named their owner: such a marker has no
-    /// owner, so no replay of it revokes anything).
-    fn decode(raw: &str) -> Option<Self> {
-        let mut parts = raw.splitn(4, ' ');
-        let grant_id = parts.next()?.to_owned();
-        let tokens_expire_at = parts.next()?.parse().ok()?;
-        let verifier_digest = parts.next().unwrap_or_default().to_owned();
-        let client_id = parts.next().unwrap_or_default().to_owned();
-        Some(Self {
-            grant_id,
-            tokens_expire_at,
-            client_id,
-            verifier_digest,
-        })
-    }
-
-    /// A used marker as read back: tokens issued, or none
-    /// ([`Self::encode_without_tokens`]).
-    fn decode_used(raw: &str) -> Option<UsedMarker> {
-        Some(match raw.strip_prefix('!') {
-            Some(rest) => UsedMarker::WithoutTokens(Self::decode(rest)?),
-            None => UsedMarker::Granted(Self::decode(raw)?),
-        })
-    }
-
-    /// How long the marker (or a revocation of its grant) must live: as long
-    /// as the tokens it can revoke, and at least a second.
-    pub fn ttl(&self, now: u64) -> Duration {
-        Duration::from_secs(self.tokens_expire_at.saturating_sub(now).max(1))
-    }
-
-    /// Whether a presentation by `client_id` with a verifier of digest
-    /// `verifier_digest` is the owner's: both match (the digest compared in
-    /// constant time).
-    pub fn is_owned_by(&self, client_id: &str, verifier_digest: &str) -> bool {
-        use subtle::ConstantTimeEq;
-        let digest_matches: bool = self
-            .verifier_digest
-            .as_bytes()
-            .ct_eq(verifier_digest.as_bytes())
-            .into();
-        !self.verifier_digest.is_empty() && self.client_id == client_id && digest_matches
-    }
-}
-
-/// What a used marker says about the take that left it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum UsedMarker {
-    /// Tokens were issued from the code.
-    Granted(GrantMarker),
-    /// The code was consumed but no tokens were issued.
-    WithoutTokens(GrantMarker),
-}
-
-impl UsedMarker {
-    fn into_outcome(self) -> TakeOutcome {
-        match self {
-            Self::Granted(marker) => TakeOutcome::Replayed(marker),
-            Self::WithoutTokens(marker) => TakeOutcome::ConsumedWithoutTokens(marker),
-        }
-    }
-}
-
-/// What a take found.
-#[derive(Debug)]
-pub enum TakeOutcome {
-    /// The record, now removed from the store. The caller owns the grant.
-    Taken(Box<CodeRecord>),
-    /// A check failed; the record is still there.
-    Mismatch(Mismatch),
-    /// The code was taken before: this is a replay of the grant it produced.
-    Replayed(GrantMarker),
-    /// The code was taken before by a request that issued no tokens (it was
-    /// answered 503: the take did not reach enough replicas). Not a replay:
-    /// nothing to revoke. The marker names who took it.
-    ConsumedWithoutTokens(GrantMarker),
-    /// No such code: never issued, or expired.
-    Unknown,
-    /// The frontend stored something this service cannot read. The record has
-    /// been removed, since no request could ever redeem it.
-    BadRecord(BadRecord),
-}
+use crate::contract::record::CodeRecord;
 
 /// The store could not answer: Redis unreachable, timed out or refusing.
 #[derive(Debug, thiserror::Error)]
@@ -184,6 +77,9 @@ pub enum StoreError {
     UnknownSentinelMaster(String),
 }
 
+/// What a store operation answers: its value, or why the store could not.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
 /// The store this process runs on.
 pub enum CodeStore {
     Memory(MemoryStore),
@@ -191,14 +87,23 @@ pub enum CodeStore {
     Redis(Box<RedisStore>),
 }
 
-impl CodeStore {
-    /// Check the presented values against the record and, if they pass, take
-    /// the record: exactly once, atomically.
-    pub async fn take(&self, request: &TakeRequest<'_>) -> Result<TakeOutcome, StoreError> {
-        match self {
-            Self::Memory(store) => Ok(store.take(request)),
-            Self::Redis(store) => store.take(request).await,
+/// Forward a call to the store in use. Both stores answer the same calls
+/// with the same signatures, so an operation is written once here, not
+/// once per store.
+macro_rules! on_either {
+    ($self:expr, $store:ident => $call:expr) => {
+        match $self {
+            CodeStore::Memory($store) => $call,
+            CodeStore::Redis($store) => $call,
         }
+    };
+}
+
+impl CodeStore {
+    /// Run the request's validate step on the record and, if it passes, take
+    /// the record: exactly once, atomically (the one sequence of `codes`).
+    pub async fn take(&self, request: &TakeRequest<'_>) -> Result<TakeOutcome> {
+        on_either!(self, store => store.take(request).await)
     }
 
     /// Undo the used marker a successful take of `code` left, once the
@@ -207,53 +112,30 @@ impl CodeStore {
     /// not a replay. The record stays consumed: no request could redeem it.
     /// Best effort: the marker expires with the tokens' lifetime anyway.
     pub async fn forget_take(&self, code: &str) {
-        match self {
-            Self::Memory(store) => store.forget_take(code),
-            Self::Redis(store) => store.forget_take(code).await,
-        }
+        on_either!(self, store => store.forget_take(code).await)
     }
 
     /// Record that every token carrying `grant_id` is revoked, until `ttl`
     /// from now (by then they have expired anyway).
-    pub async fn revoke_grant(&self, grant_id: &str, ttl: Duration) -> Result<(), StoreError> {
-        match self {
-            Self::Memory(store) => {
-                store.revoke_grant(grant_id, ttl);
-                Ok(())
-            }
-            Self::Redis(store) => store.revoke_grant(grant_id, ttl).await,
-        }
+    pub async fn revoke_grant(&self, grant_id: &str, ttl: Duration) -> Result<()> {
+        on_either!(self, store => store.revoke_grant(grant_id, ttl).await)
     }
 
     /// Whether `grant_id` has been revoked (what a resource server asks).
-    pub async fn is_grant_revoked(&self, grant_id: &str) -> Result<bool, StoreError> {
-        match self {
-            Self::Memory(store) => Ok(store.is_grant_revoked(grant_id)),
-            Self::Redis(store) => store.is_grant_revoked(grant_id).await,
-        }
+    pub async fn is_grant_revoked(&self, grant_id: &str) -> Result<bool> {
+        on_either!(self, store => store.is_grant_revoked(grant_id).await)
     }
 
     /// Store a code record the way the login frontend does: only if no code
     /// with this value exists, expiring after `ttl`.
-    pub async fn insert(
-        &self,
-        code: &str,
-        record: &CodeRecord,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        match self {
-            Self::Memory(store) => store.insert(code, record.to_json(), ttl),
-            Self::Redis(store) => store.insert(code, &record.to_json(), ttl).await,
-        }
+    pub async fn insert(&self, code: &str, record: &CodeRecord, ttl: Duration) -> Result<()> {
+        self.insert_raw(code, &record.to_json(), ttl).await
     }
 
     /// Store raw bytes under a code, bypassing the contract: how tests and the
     /// `issue-code --raw` tool imitate a broken frontend.
-    pub async fn insert_raw(&self, code: &str, raw: &str, ttl: Duration) -> Result<(), StoreError> {
-        match self {
-            Self::Memory(store) => store.insert(code, raw.to_owned(), ttl),
-            Self::Redis(store) => store.insert(code, raw, ttl).await,
-        }
+    pub async fn insert_raw(&self, code: &str, raw: &str, ttl: Duration) -> Result<()> {
+        on_either!(self, store => store.insert(code, raw, ttl).await)
     }
 
     /// The same store for another worker thread. The embedded map is
@@ -279,54 +161,5 @@ impl CodeStore {
             Self::Memory(_) => "embedded",
             Self::Redis(_) => "redis",
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn markers_round_trip_and_name_their_owner() {
-        let marker = GrantMarker {
-            grant_id: "g1".into(),
-            tokens_expire_at: 1_700_000_900,
-            client_id: "my client".into(),
-            verifier_digest: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
-        };
-        let decoded = GrantMarker::decode(&marker.encode()).unwrap();
-        assert_eq!(decoded, marker);
-        assert!(decoded.is_owned_by("my client", &marker.verifier_digest));
-        assert!(!decoded.is_owned_by("my", &marker.verifier_digest));
-        assert!(!decoded.is_owned_by("my client", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cX"));
-        // A marker of the earlier format has no owner.
-        let old = GrantMarker::decode("g2 1700000900").unwrap();
-        assert_eq!(old.grant_id, "g2");
-        assert!(!old.is_owned_by("", ""));
-        assert!(GrantMarker::decode("g3").is_none());
-        assert!(!format!("{marker:?}").contains("E9Mel"));
-    }
-
-    #[test]
-    fn a_marker_without_tokens_is_told_apart_and_old_markers_still_read() {
-        let marker = GrantMarker {
-            grant_id: "g1".into(),
-            tokens_expire_at: 1_700_000_900,
-            client_id: "my client".into(),
-            verifier_digest: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
-        };
-        assert_eq!(
-            GrantMarker::decode_used(&marker.encode_without_tokens()),
-            Some(UsedMarker::WithoutTokens(marker.clone()))
-        );
-        assert_eq!(
-            GrantMarker::decode_used(&marker.encode()),
-            Some(UsedMarker::Granted(marker))
-        );
-        assert!(matches!(
-            GrantMarker::decode_used("g2 1700000900"),
-            Some(UsedMarker::Granted(_))
-        ));
-        assert_eq!(GrantMarker::decode_used("!g3"), None);
     }
 }

@@ -1,6 +1,8 @@
 //! The Redis store: two round trips per redemption, native commands only:
-//! `GET` the record (checked here, so a refused request consumes nothing),
-//! then `MULTI` `GETDEL` + `SET NX` of the used marker.
+//! `GET` the record (validated by the grant, so a refused request consumes
+//! nothing), then `MULTI` `GETDEL` + `SET NX` of the used marker. The take's
+//! sequence is [`super::codes::take`]; here are its steps on Redis, the
+//! replicas' acknowledgement after it, and the Sentinel miss check around it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,9 +17,10 @@ use redis::{
 use secrecy::{ExposeSecret, SecretString};
 
 use super::cluster::{ClusterRouter, ClusterSettings};
+use super::codes::{self, Consumed, Primitives};
+use super::commands;
 use super::sentinel::{address_of, Address, Sentinels, Verdict};
-use super::{GrantMarker, KeySpace, StoreError, TakeOutcome, TakeRequest};
-use crate::contract::record::{check, BadRecord, CodeRecord};
+use super::{KeySpace, Result, StoreError, TakeOutcome, TakeRequest};
 
 /// The code the start-up probe's keys are named after.
 const PROBE_CODE: &str = "~start-up-check~";
@@ -286,11 +289,11 @@ pub struct RedisStore {
 impl RedisStore {
     /// Open the first connection now and prove it works for the service: an
     /// authenticated `PING`, and every command a redemption sends, once
-    /// ([`Self::probe`]). A Redis that cannot be reached, a password
+    /// ([`probe`]). A Redis that cannot be reached, a password
     /// it refuses, a user without the needed ACL permissions, or a master
     /// name no sentinel knows then stops start-up rather than the first
     /// request.
-    pub async fn connect(settings: &RedisSettings) -> Result<Self, StoreError> {
+    pub async fn connect(settings: &RedisSettings) -> Result<Self> {
         // Before any `rediss://` connection: redis-rs builds its rustls
         // configurations from the process default.
         crate::tls::provider();
@@ -338,40 +341,10 @@ impl RedisStore {
             connections: ConnectionMetrics::new(),
         };
         let mut conn = store.conn().await?;
-        store
-            .bounded(redis::cmd("PING").query_async::<String>(&mut conn))
-            .await?;
-        store.bounded(store.probe(&mut conn)).await?;
-        Ok(store)
-    }
-
-    /// Every command a redemption sends, once, on a key no code can have
-    /// (`~` is not in a code's alphabet): a user without a permission the
-    /// service needs is found at start-up, not by the first redemption.
-    async fn probe(&self, conn: &mut Conn) -> RedisResult<()> {
-        let code = self.keys.code(PROBE_CODE);
-        let used = self.keys.used(PROBE_CODE);
-        let mut read = redis::pipe();
-        read.get(&code).ignore();
-        if self.replica_acks > 0 {
-            read.cmd("PTTL").arg(&code).ignore();
+        for step in probe(&store.keys, store.replica_acks) {
+            store.bounded(step.send(&mut conn)).await?;
         }
-        read.query_async::<()>(conn).await?;
-        redis::pipe()
-            .atomic()
-            .cmd("GETDEL")
-            .arg(&code)
-            .ignore()
-            .cmd("SET")
-            .arg(&used)
-            .arg("start-up check")
-            .arg("EX")
-            .arg(1)
-            .arg("NX")
-            .ignore()
-            .query_async::<()>(conn)
-            .await?;
-        redis::cmd("DEL").arg(&used).query_async::<()>(conn).await
+        Ok(store)
     }
 
     /// The same Redis, keys and timeouts, with a connection of its own that
@@ -403,13 +376,13 @@ impl RedisStore {
 
     /// This store's connection, opened if it is not yet. An attempt that
     /// fails is retried by the next command.
-    async fn conn(&self) -> Result<Conn, StoreError> {
+    async fn conn(&self) -> Result<Conn> {
         Ok(self.held().await?.conn.clone())
     }
 
     /// This store's connection and what it was opened against. Behind
     /// Sentinel, one opened before the master last moved is let go first.
-    async fn held(&self) -> Result<Arc<Held>, StoreError> {
+    async fn held(&self) -> Result<Arc<Held>> {
         if let Some(held) = self.current() {
             return Ok(held);
         }
@@ -459,7 +432,7 @@ impl RedisStore {
     async fn bounded<T>(
         &self,
         fut: impl std::future::Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, StoreError> {
+    ) -> Result<T> {
         let result = tokio::time::timeout(self.command_timeout, fut)
             .await
             .map_err(|_| StoreError::Timeout(self.command_timeout))?;
@@ -479,16 +452,17 @@ impl RedisStore {
         })
     }
 
-    /// Two steps on one connection. First `GET` the record and check it
-    /// here: a request that fails a check consumes nothing. Then consume it
-    /// in one `MULTI`: `GETDEL` the record and `SET … NX` the used marker.
-    /// Of concurrent takes that all passed the checks, exactly one `GETDEL`
-    /// gets the record; the others find the code gone and the winner's
-    /// marker in place, and answer as a replay. Native commands, not a
-    /// script: under load the Lua take cost Redis 17–21 µs of CPU per
-    /// redemption, these about 10 µs, for one more round trip
-    /// (BENCHMARKS.md, "Against the least work a redemption needs").
-    pub(super) async fn take(&self, request: &TakeRequest<'_>) -> Result<TakeOutcome, StoreError> {
+    /// [`codes::take`] on one connection ([`OnConnection`]): `GET` the
+    /// record, then consume it in one `MULTI`: `GETDEL` the record and
+    /// `SET … NX` the used marker. Of concurrent takes that all passed the
+    /// grant's validation, exactly one `GETDEL` gets the record; the others
+    /// find the code gone and the winner's marker in place, and answer as a
+    /// replay. Native commands, not a script: under load the Lua take cost
+    /// Redis 17–21 µs of CPU per redemption, these about 10 µs, for one
+    /// more round trip (BENCHMARKS.md, "Against the least work a redemption
+    /// needs"). Behind Sentinel a miss is final only once the sentinels
+    /// confirm the master ([`super::sentinel`]).
+    pub(super) async fn take(&self, request: &TakeRequest<'_>) -> Result<TakeOutcome> {
         let held = self.held().await?;
         let outcome = self.take_on(&held, request).await?;
         let Client::Sentinel(sentinels, _) = &self.client else {
@@ -535,11 +509,7 @@ impl RedisStore {
 
     /// Whether the sentinels, asked after this miss, name the master `held`
     /// talks to; bounded by the command timeout.
-    async fn confirm_miss(
-        &self,
-        sentinels: &Sentinels,
-        held: &Held,
-    ) -> Result<Verdict, StoreError> {
+    async fn confirm_miss(&self, sentinels: &Sentinels, held: &Held) -> Result<Verdict> {
         // After the miss's GET: only a query sent from now on can vouch
         // for it.
         let missed_at = Instant::now();
@@ -558,132 +528,12 @@ impl RedisStore {
     }
 
     /// [`Self::take`] on one connection.
-    async fn take_on(
-        &self,
-        held: &Held,
-        request: &TakeRequest<'_>,
-    ) -> Result<TakeOutcome, StoreError> {
-        let code_key = self.keys.code(request.code);
-        let mut conn = held.conn.clone();
-        // With replica acknowledgements, a take that falls short of them is
-        // put back ([`Self::replicated`]), with no more life than it had:
-        // its `PTTL` is read with the record, and counted down from before
-        // the read was sent, so it can only come out shorter.
-        let (raw, expiry) = if self.replica_acks > 0 {
-            let read_at = Instant::now();
-            let (raw, pttl): (Option<Vec<u8>>, i64) = self
-                .bounded(
-                    redis::pipe()
-                        .get(&code_key)
-                        .cmd("PTTL")
-                        .arg(&code_key)
-                        .query_async(&mut conn),
-                )
-                .await?;
-            let expiry = match u64::try_from(pttl) {
-                Ok(ms) => Expiry::At(read_at + Duration::from_millis(ms)),
-                // -1: written without a lifetime (against the contract).
-                Err(_) if pttl == -1 => Expiry::Never,
-                Err(_) => Expiry::Unknown,
-            };
-            (raw, expiry)
-        } else {
-            (self.bounded(conn.get(&code_key)).await?, Expiry::Unknown)
+    async fn take_on(&self, held: &Held, request: &TakeRequest<'_>) -> Result<TakeOutcome> {
+        let mut on = OnConnection {
+            store: self,
+            conn: held.conn.clone(),
         };
-        let Some(raw) = raw else {
-            return self.after_miss(&mut conn, request.code).await;
-        };
-        let record = match CodeRecord::parse(&raw) {
-            Ok(record) => record,
-            // No request could ever redeem it: remove it, as a take would.
-            Err(bad) => {
-                self.bounded(conn.del::<_, ()>(&code_key)).await?;
-                return Ok(TakeOutcome::BadRecord(bad));
-            }
-        };
-        if let Err(mismatch) = check(&record, &request.presented) {
-            return Ok(TakeOutcome::Mismatch(mismatch));
-        }
-        let used_key = self.keys.used(request.code);
-        let marker = request.grant.encode();
-        let ttl = request.grant.ttl(crate::unix_now()).as_secs();
-        let mut consume = redis::pipe();
-        consume
-            .atomic()
-            .cmd("GETDEL")
-            .arg(&code_key)
-            .cmd("SET")
-            .arg(&used_key)
-            .arg(&marker)
-            .arg("EX")
-            .arg(ttl)
-            .arg("NX");
-        let (taken, marked): (Option<Vec<u8>>, Option<String>) =
-            self.bounded(consume.query_async(&mut conn)).await?;
-        match (taken, marked) {
-            (Some(taken), marked) => {
-                if marked.is_none() {
-                    // A marker of an earlier code of the same value (the
-                    // frontend reused one): this take's grant replaces it.
-                    tracing::error!("a used marker already existed for a code just taken");
-                    self.bounded(conn.set_ex::<_, _, ()>(&used_key, &marker, ttl))
-                        .await?;
-                }
-                if taken != raw {
-                    // Rewritten between the two steps: the frontend broke
-                    // the contract (codes are written once, with NX). Judge
-                    // what was taken, not what was checked.
-                    tracing::error!("a code's record changed between its check and its take");
-                    return self.retaken(&mut conn, &taken, request, expiry).await;
-                }
-                self.replicated(&mut conn, request, &raw, expiry).await?;
-                Ok(TakeOutcome::Taken(Box::new(record)))
-            }
-            // Nothing to take and no marker before this one: the code
-            // expired between the steps. Nothing was issued; undo the marker.
-            (None, Some(_)) => {
-                self.forget_take(request.code).await;
-                Ok(TakeOutcome::Unknown)
-            }
-            // Another take won between the steps: this one is its replay.
-            (None, None) => self.after_miss(&mut conn, request.code).await,
-        }
-    }
-
-    /// The code is not there: taken before (its used marker says by whom),
-    /// or unknown.
-    async fn after_miss(&self, conn: &mut Conn, code: &str) -> Result<TakeOutcome, StoreError> {
-        let marker: Option<String> = self.bounded(conn.get(self.keys.used(code))).await?;
-        Ok(match marker {
-            None => TakeOutcome::Unknown,
-            Some(raw) => match GrantMarker::decode_used(&raw) {
-                Some(marker) => marker.into_outcome(),
-                None => TakeOutcome::BadRecord(BadRecord("used marker is unreadable".into())),
-            },
-        })
-    }
-
-    /// A record that changed between its check and its take, judged again.
-    /// It is consumed either way; tokens only if it passes.
-    async fn retaken(
-        &self,
-        conn: &mut Conn,
-        raw: &[u8],
-        request: &TakeRequest<'_>,
-        expiry: Expiry,
-    ) -> Result<TakeOutcome, StoreError> {
-        let outcome = match CodeRecord::parse(raw) {
-            Err(bad) => TakeOutcome::BadRecord(bad),
-            Ok(record) => match check(&record, &request.presented) {
-                Err(mismatch) => TakeOutcome::Mismatch(mismatch),
-                Ok(()) => {
-                    self.replicated(conn, request, raw, expiry).await?;
-                    return Ok(TakeOutcome::Taken(Box::new(record)));
-                }
-            },
-        };
-        self.forget_take(request.code).await;
-        Ok(outcome)
+        codes::take(&mut on, request).await
     }
 
     /// Wait until `replica_acks` replicas hold this connection's writes, the
@@ -708,7 +558,7 @@ impl RedisStore {
         request: &TakeRequest<'_>,
         raw: &[u8],
         expiry: Expiry,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         let code = request.code;
         if self.replica_acks == 0 {
             return Ok(());
@@ -817,8 +667,7 @@ impl RedisStore {
             .arg(request.grant.encode_without_tokens())
             .arg("XX")
             .arg("KEEPTTL");
-        let result: Result<Option<String>, StoreError> =
-            self.bounded(rewrite.query_async(conn)).await;
+        let result: Result<Option<String>> = self.bounded(rewrite.query_async(conn)).await;
         if let Err(e) = result {
             tracing::warn!(
                 error = %e,
@@ -830,40 +679,43 @@ impl RedisStore {
 
     /// Remove the used marker of `code` (see [`super::CodeStore::forget_take`]).
     pub(super) async fn forget_take(&self, code: &str) {
-        let used = self.keys.used(code);
-        let result = match self.conn().await {
-            Ok(mut conn) => self.bounded(conn.del::<_, ()>(used)).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "could not remove the used marker of a take that issued nothing");
+        match self.conn().await {
+            Ok(mut conn) => self.forget_on(&mut conn, code).await,
+            Err(e) => forget_failed(&e),
         }
     }
 
-    pub(super) async fn revoke_grant(
-        &self,
-        grant_id: &str,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        let mut conn = self.conn().await?;
-        let key = self.keys.revoked_grant(grant_id);
-        let secs = ttl.as_secs().max(1);
-        self.bounded(conn.set_ex::<_, _, ()>(key, "1", secs)).await
+    /// [`Self::forget_take`] on `conn`, the connection of the take.
+    async fn forget_on(&self, conn: &mut Conn, code: &str) {
+        if let Err(e) = self.bounded(conn.del::<_, ()>(self.keys.used(code))).await {
+            forget_failed(&e);
+        }
     }
 
-    pub(super) async fn is_grant_revoked(&self, grant_id: &str) -> Result<bool, StoreError> {
+    pub(super) async fn revoke_grant(&self, grant_id: &str, ttl: Duration) -> Result<()> {
+        let mut conn = self.conn().await?;
+        let key = self.keys.revoked_grant(grant_id);
+        self.set_expiring(&mut conn, &key, "1", ttl.as_secs().max(1))
+            .await
+    }
+
+    /// `SET <key> <value> EX <secs>`. Not `SETEX`, which does the same but
+    /// is a command of its own to an ACL: the service's user may run `SET`
+    /// only (docs/production-redis.md), and `SETEX` answered it `NOPERM`.
+    async fn set_expiring(&self, conn: &mut Conn, key: &str, value: &str, secs: u64) -> Result<()> {
+        let options = SetOptions::default().with_expiration(SetExpiry::EX(secs));
+        self.bounded(conn.set_options::<_, _, ()>(key, value, options))
+            .await
+    }
+
+    pub(super) async fn is_grant_revoked(&self, grant_id: &str) -> Result<bool> {
         let mut conn = self.conn().await?;
         let key = self.keys.revoked_grant(grant_id);
         self.bounded(conn.exists::<_, bool>(key)).await
     }
 
     /// `SET <prefix>code:{<code>} <raw> EX <ttl> NX`, as the frontend does.
-    pub(super) async fn insert(
-        &self,
-        code: &str,
-        raw: &str,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
+    pub(super) async fn insert(&self, code: &str, raw: &str, ttl: Duration) -> Result<()> {
         let mut conn = self.conn().await?;
         let options = SetOptions::default()
             .conditional_set(redis::ExistenceCheck::NX)
@@ -879,12 +731,169 @@ impl RedisStore {
     }
 
     /// `PING`, bounded by the command timeout.
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    pub async fn ping(&self) -> Result<()> {
         let mut conn = self.conn().await?;
         self.bounded(redis::cmd("PING").query_async::<String>(&mut conn))
             .await
             .map(drop)
     }
+}
+
+/// The take's steps ([`Primitives`]) on one connection: the one that read
+/// the record consumes it, waits for the replicas and puts it back.
+struct OnConnection<'a> {
+    store: &'a RedisStore,
+    conn: Conn,
+}
+
+impl Primitives for OnConnection<'_> {
+    type Raw = Vec<u8>;
+    type Life = Expiry;
+
+    /// `GET`. With replica acknowledgements, a take that falls short of
+    /// them is put back ([`RedisStore::replicated`]), with no more life
+    /// than it had: its `PTTL` is read with the record, and counted down
+    /// from before the read was sent, so it can only come out shorter.
+    async fn read(&mut self, code: &str) -> Result<Option<(Vec<u8>, Expiry)>> {
+        let store = self.store;
+        let code_key = store.keys.code(code);
+        if store.replica_acks == 0 {
+            let raw: Option<Vec<u8>> = store.bounded(self.conn.get(&code_key)).await?;
+            return Ok(raw.map(|raw| (raw, Expiry::Unknown)));
+        }
+        let read_at = Instant::now();
+        let (raw, pttl): (Option<Vec<u8>>, i64) = store
+            .bounded(
+                redis::pipe()
+                    .get(&code_key)
+                    .cmd("PTTL")
+                    .arg(&code_key)
+                    .query_async(&mut self.conn),
+            )
+            .await?;
+        let expiry = match u64::try_from(pttl) {
+            Ok(ms) => Expiry::At(read_at + Duration::from_millis(ms)),
+            // -1: written without a lifetime (against the contract).
+            Err(_) if pttl == -1 => Expiry::Never,
+            Err(_) => Expiry::Unknown,
+        };
+        Ok(raw.map(|raw| (raw, expiry)))
+    }
+
+    async fn remove(&mut self, code: &str) -> Result<()> {
+        let code_key = self.store.keys.code(code);
+        self.store.bounded(self.conn.del::<_, ()>(code_key)).await
+    }
+
+    /// One `MULTI`: `GETDEL` the record, `SET … EX … NX` the marker.
+    async fn consume(
+        &mut self,
+        code: &str,
+        marker: &str,
+        ttl: Duration,
+    ) -> Result<Consumed<Vec<u8>>> {
+        let keys = &self.store.keys;
+        let mut consume = redis::pipe();
+        consume
+            .atomic()
+            .cmd("GETDEL")
+            .arg(keys.code(code))
+            .cmd("SET")
+            .arg(keys.used(code))
+            .arg(marker)
+            .arg("EX")
+            .arg(ttl.as_secs())
+            .arg("NX");
+        let (taken, marked): (Option<Vec<u8>>, Option<String>) = self
+            .store
+            .bounded(consume.query_async(&mut self.conn))
+            .await?;
+        Ok(Consumed {
+            taken,
+            marked: marked.is_some(),
+        })
+    }
+
+    async fn read_used(&mut self, code: &str) -> Result<Option<String>> {
+        let used_key = self.store.keys.used(code);
+        self.store.bounded(self.conn.get(used_key)).await
+    }
+
+    async fn overwrite_used(&mut self, code: &str, marker: &str, ttl: Duration) -> Result<()> {
+        let used_key = self.store.keys.used(code);
+        self.store
+            .set_expiring(&mut self.conn, &used_key, marker, ttl.as_secs())
+            .await
+    }
+
+    async fn forget(&mut self, code: &str) {
+        self.store.forget_on(&mut self.conn, code).await;
+    }
+
+    async fn settle(&mut self, request: &TakeRequest<'_>, raw: &[u8], life: Expiry) -> Result<()> {
+        self.store
+            .replicated(&mut self.conn, request, raw, life)
+            .await
+    }
+}
+
+/// One round trip of the start-up probe.
+enum ProbeStep {
+    Alone(redis::Cmd),
+    Pipeline(redis::Pipeline),
+}
+
+impl ProbeStep {
+    async fn send(&self, conn: &mut Conn) -> RedisResult<()> {
+        match self {
+            Self::Alone(cmd) => cmd.query_async(conn).await,
+            Self::Pipeline(pipeline) => pipeline.query_async(conn).await,
+        }
+    }
+}
+
+/// The start-up probe: each command [`commands::probed`] names once, on the
+/// keys of a code no code can be (`~` is not in a code's alphabet), so a
+/// user without a permission the service needs is found at start-up, not
+/// by the first redemption. `PING` alone (Cluster sends a keyless command
+/// to any node); the take's read (`GET`, and `PTTL` with replica acks); its
+/// `MULTI` (`GETDEL`, `SET … EX 1 NX`); then `DEL` of that marker and,
+/// with replica acks, `WAIT 0 0` behind it on the same node: it asks for no
+/// replica, so it answers at once whatever the replicas do, and proves the
+/// permission only.
+fn probe(keys: &KeySpace, replica_acks: u32) -> Vec<ProbeStep> {
+    let code = keys.code(PROBE_CODE);
+    let used = keys.used(PROBE_CODE);
+    let mut read = redis::pipe();
+    read.get(&code).ignore();
+    let mut take = redis::pipe();
+    take.atomic()
+        .cmd("GETDEL")
+        .arg(&code)
+        .ignore()
+        .cmd("SET")
+        .arg(&used)
+        .arg("start-up check")
+        .arg("EX")
+        .arg(1)
+        .arg("NX")
+        .ignore();
+    let mut clean = redis::pipe();
+    clean.cmd("DEL").arg(&used).ignore();
+    // Those the table needs only on some settings, as it says.
+    let needed = |name| commands::probed(replica_acks).any(|n| n == name);
+    if needed("PTTL") {
+        read.cmd("PTTL").arg(&code).ignore();
+    }
+    if needed("WAIT") {
+        clean.cmd("WAIT").arg(0).arg(0).ignore();
+    }
+    vec![
+        ProbeStep::Alone(redis::cmd("PING")),
+        ProbeStep::Pipeline(read),
+        ProbeStep::Pipeline(take),
+        ProbeStep::Pipeline(clean),
+    ]
 }
 
 /// What was left of a code's life when its record was read.
@@ -962,7 +971,7 @@ impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, Value> {
         match self {
             Self::Single(c) => c.req_packed_command(cmd),
-            Self::Cluster(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => Box::pin(c.query(cmd)),
         }
     }
 
@@ -974,16 +983,21 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => Box::pin(c.query_pipeline(pipeline, offset, count)),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Self::Single(c) => c.get_db(),
-            Self::Cluster(c) => c.get_db(),
+            // Redis Cluster has one database.
+            Self::Cluster(_) => 0,
         }
     }
+}
+
+fn forget_failed(e: &StoreError) {
+    tracing::warn!(error = %e, "could not remove the used marker of a take that issued nothing");
 }
 
 /// A miss the sentinels could not confirm as final: the client retries.
@@ -1001,4 +1015,35 @@ fn unavailable(e: redis::RedisError) -> StoreError {
         return StoreError::UnknownSentinelMaster(e.to_string());
     }
     StoreError::Unavailable(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The probe sends each command the table says these settings need,
+    /// and nothing else: a command added to the table is probed, or this
+    /// fails.
+    #[test]
+    fn the_probe_sends_what_the_command_table_needs() {
+        for replica_acks in [0, 1] {
+            let mut sent: Vec<&str> = probe(&KeySpace::default(), replica_acks)
+                .iter()
+                .flat_map(|step| match step {
+                    ProbeStep::Alone(cmd) => vec![cmd],
+                    ProbeStep::Pipeline(pipeline) => pipeline.cmd_iter().collect(),
+                })
+                .map(|cmd| commands::of(cmd).map_or("?", |c| c.name))
+                .collect();
+            let transactions = probe(&KeySpace::default(), replica_acks)
+                .iter()
+                .filter(|step| matches!(step, ProbeStep::Pipeline(p) if p.is_transaction()))
+                .count();
+            sent.extend(["MULTI", "EXEC"].repeat(transactions));
+            let mut needed: Vec<&str> = commands::probed(replica_acks).collect();
+            sent.sort_unstable();
+            needed.sort_unstable();
+            assert_eq!(sent, needed, "replica acks {replica_acks}");
+        }
+    }
 }

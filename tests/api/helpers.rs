@@ -40,9 +40,13 @@ pub async fn redemption_contract(app: &TestApp) {
     );
     let replay = app.post_form(&TestApp::form(&issued, "public-app")).await;
     assert_eq!((replay.status, replay.error()), (400, "invalid_grant"));
+    // The replay's revocation was written: a command the store's user may
+    // not run would be a store error here, and the grant would stay valid.
+    assert_eq!(app.metric("code_store_errors_total").await, 0.0);
 }
 
-/// The ACL rules of docs/production-redis.md, for the key prefix `oauth:`.
+/// The ACL rules of docs/production-redis.md, for the key prefix `oauth:`:
+/// the library's command table's ([`acl_rules_are_the_command_tables`]).
 pub const ACL_RULES: &[&str] = &[
     "resetkeys",
     "~oauth:*",
@@ -58,3 +62,10 @@ pub const ACL_RULES: &[&str] = &[
     "+exec",
     "+wait",
 ];
+
+/// A command the service starts sending is added to the library's table
+/// (`token_endpoint::store::COMMANDS`); this says when these rules lag.
+#[test]
+fn acl_rules_are_the_command_tables() {
+    assert_eq!(ACL_RULES, token_endpoint::store::acl_rules("oauth:"));
+}
