@@ -27,8 +27,20 @@ impl KeySpace {
         format!("{}used:{{{}}}", self.prefix, code)
     }
 
-    /// `<prefix>revoked-grant:<grant_id>`: what a resource server checks.
+    /// `<prefix>revoked-grant:{<grant_id>}`: what a resource server checks.
+    /// Hash-tagged by the grant, like every key tied to one grant (next,
+    /// its refresh-token family), so that all of them share a Cluster slot
+    /// and one `MULTI` can revoke them together (docs/contract.md, "Keys
+    /// tied to a grant").
     pub fn revoked_grant(&self, grant_id: &str) -> String {
+        format!("{}revoked-grant:{{{}}}", self.prefix, grant_id)
+    }
+
+    /// `<prefix>revoked-grant:<grant_id>`: the revocation key before it was
+    /// hash-tagged, still written beside [`Self::revoked_grant`] so that
+    /// resource servers that check it miss no revocation while they move to
+    /// the new key.
+    pub fn legacy_revoked_grant(&self, grant_id: &str) -> String {
         format!("{}revoked-grant:{}", self.prefix, grant_id)
     }
 }
@@ -48,6 +60,13 @@ mod tests {
         let keys = KeySpace::default();
         assert_eq!(keys.code("abc"), "oauth:code:{abc}");
         assert_eq!(keys.used("abc"), "oauth:used:{abc}");
-        assert_eq!(keys.revoked_grant("g1"), "oauth:revoked-grant:g1");
+        assert_eq!(keys.revoked_grant("g1"), "oauth:revoked-grant:{g1}");
+        assert_eq!(keys.legacy_revoked_grant("g1"), "oauth:revoked-grant:g1");
+        // Every key of one grant lands in the grant id's slot.
+        let grant_id = "R4v2UnvCpQIPRlVfYxbB8A";
+        assert_eq!(
+            super::super::cluster_slot(keys.revoked_grant(grant_id).as_bytes()),
+            super::super::cluster_slot(grant_id.as_bytes())
+        );
     }
 }

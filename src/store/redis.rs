@@ -692,11 +692,21 @@ impl RedisStore {
         }
     }
 
+    /// The grant's revocation key, then the old, untagged one beside it
+    /// for resource servers that still check that ([`KeySpace::legacy_revoked_grant`]).
+    /// Two writes, not one `MULTI`: on a Cluster the keys are in different
+    /// slots. The new key is written first, and its failure is the
+    /// caller's; the old one's is logged.
     pub(super) async fn revoke_grant(&self, grant_id: &str, ttl: Duration) -> Result<()> {
         let mut conn = self.conn().await?;
+        let secs = ttl.as_secs().max(1);
         let key = self.keys.revoked_grant(grant_id);
-        self.set_expiring(&mut conn, &key, "1", ttl.as_secs().max(1))
-            .await
+        self.set_expiring(&mut conn, &key, "1", secs).await?;
+        let legacy = self.keys.legacy_revoked_grant(grant_id);
+        if let Err(e) = self.set_expiring(&mut conn, &legacy, "1", secs).await {
+            tracing::warn!(error = %e, %grant_id, "could not write the old revocation key beside the new one");
+        }
+        Ok(())
     }
 
     /// `SET <key> <value> EX <secs>`. Not `SETEX`, which does the same but

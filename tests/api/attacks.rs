@@ -466,6 +466,7 @@ async fn the_id_token_carries_the_grant_and_replays_are_caught_for_its_lifetime(
         let mut conn = redis.client().get_connection().unwrap();
         for key in [
             format!("oauth:used:{{{}}}", issued.code),
+            format!("oauth:revoked-grant:{{{grant_id}}}"),
             format!("oauth:revoked-grant:{grant_id}"),
         ] {
             let ttl: i64 = redis::cmd("TTL").arg(&key).query(&mut conn).unwrap();

@@ -76,13 +76,16 @@ async fn replay_keys_in_redis_expire_with_the_tokens() {
     let mut conn = redis.client().get_connection().unwrap();
     let code_key = format!("oauth:code:{{{}}}", issued.code);
     let used_key = format!("oauth:used:{{{}}}", issued.code);
-    let revoked_key = format!("oauth:revoked-grant:{grant_id}");
+    let revoked_key = format!("oauth:revoked-grant:{{{grant_id}}}");
+    // The key before it was hash-tagged, still written for resource servers
+    // that check it (docs/contract.md, "Keys tied to a grant").
+    let legacy_key = format!("oauth:revoked-grant:{grant_id}");
     let exists: bool = redis::cmd("EXISTS")
         .arg(&code_key)
         .query(&mut conn)
         .unwrap();
     assert!(!exists, "the record is gone");
-    for key in [&used_key, &revoked_key] {
+    for key in [&used_key, &revoked_key, &legacy_key] {
         let ttl: i64 = redis::cmd("TTL").arg(key).query(&mut conn).unwrap();
         assert!((590..=600).contains(&ttl), "{key} TTL {ttl}");
     }
