@@ -38,8 +38,10 @@
 //! and `redis`, its keys in `keys`, and its commands in `commands`.
 //!
 //! - Refresh-token families go in `families`: one key per family, hash-tagged
-//!   by the family (`<prefix>family:{<id>}`), so that rotating a token and
-//!   revoking its family is one `MULTI` on one Cluster slot.
+//!   by its grant id like the grant's revocation key
+//!   (`<prefix>refresh:{<grant_id>}` beside `<prefix>revoked-grant:{<grant_id>}`),
+//!   so that rotating a token, and revoking its family and its grant, is one
+//!   `MULTI` on one Cluster slot.
 //! - DPoP proof replay goes in `proofs`: one `SET <prefix>dpop:<hash> 1 NX
 //!   EX <window>` per proof, refused when the key exists; on the embedded
 //!   store, an insert-if-absent with an expiry.
