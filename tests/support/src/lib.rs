@@ -1122,6 +1122,13 @@ impl TestApp {
         .await
     }
 
+    /// How many times a redemption asked the code store to take a code
+    /// (`code_store_duration_seconds_count`), on every store alike: the
+    /// embedded store sends no command a test could count in Redis.
+    pub async fn store_takes(&self) -> f64 {
+        self.metric("code_store_duration_seconds_count").await
+    }
+
     /// The value of one sample in the metrics text, 0 when absent.
     pub async fn metric(&self, sample: &str) -> f64 {
         self.metrics()
