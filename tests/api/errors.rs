@@ -1,7 +1,7 @@
 //! Every error branch: its status, its RFC 6749 §5.2 code, and, for failed
 //! checks, that the code survives for the client it was issued to.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::helpers::*;
 use token_endpoint_test_support::on_every_store;
@@ -339,19 +339,66 @@ async fn redirect_uri_mismatch_is_invalid_grant_and_does_not_consume(backend: Ba
 }
 
 /// Codes expire with their TTL (Redis `EX`, or the embedded store's clock).
+/// The code is first shown to be there: a wrong verifier is refused as a
+/// PKCE mismatch, which only a stored code can produce, and consumes
+/// nothing. The same probe is repeated until it finds no code, which must
+/// happen soon after the TTL; then the right verifier is refused as an
+/// unknown code ("has expired", counted as `unknown_code`). Without
+/// expiry the probe would go on finding the code and the test fails at
+/// its deadline (or the redemption would succeed).
 async fn expired_code_is_invalid_grant(backend: Backend) {
     let app = spawn_app(backend).await;
     let (issued, record) = token_endpoint::contract::frontend::prepare(grant("public-app"));
+    // Long enough that the first probe is sure to arrive before it ends.
+    let ttl = Duration::from_secs(2);
     app.state
         .redeemer
         .store()
-        .insert(&issued.code, &record, Duration::from_secs(1))
+        .insert(&issued.code, &record, ttl)
         .await
         .expect("insert");
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let inserted = Instant::now();
+    let mut probe = TestApp::form(&issued, "public-app");
+    for (name, value) in probe.iter_mut() {
+        if *name == "code_verifier" {
+            *value = "x".repeat(43);
+        }
+    }
+    let stored = |answer: &Answer| {
+        answer
+            .description()
+            .contains("code_verifier does not match")
+    };
+    let first = app.post_form(&probe).await;
+    first.assert_error(400, "invalid_grant");
+    assert!(
+        stored(&first),
+        "the code was not there to expire: {first:?}"
+    );
+    let deadline = inserted + ttl + Duration::from_secs(5);
+    loop {
+        let answer = app.post_form(&probe).await;
+        answer.assert_error(400, "invalid_grant");
+        if !stored(&answer) {
+            assert!(answer.description().contains("expired"), "{answer:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the code was still there {:?} after it was stored with a TTL of {ttl:?}",
+            inserted.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(app.requests("invalid_grant", "pkce_mismatch").await >= 1.0);
+    let unknown = app.requests("invalid_grant", "unknown_code").await;
     let answer = app.post_form(&TestApp::form(&issued, "public-app")).await;
     answer.assert_error(400, "invalid_grant");
     assert!(answer.description().contains("expired"), "{answer:?}");
+    assert_eq!(
+        app.requests("invalid_grant", "unknown_code").await,
+        unknown + 1.0
+    );
 }
 
 /// A frontend that breaks the contract: `invalid_grant`, counted as
