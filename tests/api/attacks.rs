@@ -12,7 +12,7 @@ use token_endpoint::contract::frontend::{self, IssuedCode};
 use token_endpoint::contract::record::Resource;
 
 use crate::helpers::*;
-use token_endpoint_test_support::on_every_store;
+use token_endpoint_test_support::{before_any_store, on_every_store};
 
 on_every_store!(
     nobody_can_lock_users_out_of_a_public_client,
@@ -23,9 +23,11 @@ on_every_store!(
     a_replay_with_the_owners_client_id_but_a_wrong_verifier_revokes_nothing,
     a_live_code_of_another_client_looks_unknown,
     codes_outside_the_unreserved_set_never_reach_the_store,
-    a_repeated_parameter_is_refused_even_when_the_first_is_empty,
     the_id_token_carries_the_grant_and_replays_are_caught_for_its_lifetime,
 );
+
+// Refused before any store is asked: run once, on the embedded store.
+before_any_store!(a_repeated_parameter_is_refused_even_when_the_first_is_empty);
 
 /// A reqwest client whose connections come from `source` (any 127.0.0.0/8
 /// address reaches a server bound to 127.0.0.1 on Linux).
@@ -464,6 +466,7 @@ async fn a_repeated_parameter_is_refused_even_when_the_first_is_empty(backend: B
         answer.assert_error(400, "invalid_request");
         assert!(answer.description().contains("repeated"), "{answer:?}");
     }
+    assert_eq!(app.store_takes().await, 0.0, "a refusal asked the store");
     let answer = app.post_form(&form).await;
     assert_eq!(answer.status, 200, "{answer:?}");
 }

@@ -4,13 +4,9 @@
 use std::time::{Duration, Instant};
 
 use crate::helpers::*;
-use token_endpoint_test_support::on_every_store;
+use token_endpoint_test_support::{before_any_store, on_every_store};
 
 on_every_store!(
-    request_syntax_errors_are_invalid_request,
-    other_grant_type_is_unsupported_grant_type,
-    body_over_the_limit_is_refused,
-    wrong_content_type_is_invalid_request,
     client_authentication_failures_are_invalid_client,
     unknown_code_is_invalid_grant,
     wrong_verifier_is_invalid_grant_and_does_not_consume,
@@ -18,6 +14,16 @@ on_every_store!(
     redirect_uri_mismatch_is_invalid_grant_and_does_not_consume,
     expired_code_is_invalid_grant,
     broken_records_are_invalid_grant_and_counted,
+);
+
+// Refused before any store is asked (each checks that it was not): run
+// once, on the embedded store. That a refused request consumes no code on
+// any store is hostile.rs's `invalid_requests_never_consume_the_code`.
+before_any_store!(
+    request_syntax_errors_are_invalid_request,
+    other_grant_type_is_unsupported_grant_type,
+    body_over_the_limit_is_refused,
+    wrong_content_type_is_invalid_request,
     only_post_is_allowed,
 );
 
@@ -89,6 +95,7 @@ async fn request_syntax_errors_are_invalid_request(backend: Backend) {
         assert!(answer.description().contains("invalid"), "{answer:?}");
     }
     assert_eq!(app.requests("invalid_grant", "malformed_code").await, 2.0);
+    assert_eq!(app.store_takes().await, 0.0, "a refusal asked the store");
     // None of this consumed the code.
     assert_eq!(app.post_form(&good).await.status, 200);
 }
@@ -105,6 +112,7 @@ async fn other_grant_type_is_unsupported_grant_type(backend: Backend) {
             .await
             .assert_error(400, "unsupported_grant_type");
     }
+    assert_eq!(app.store_takes().await, 0.0, "a refusal asked the store");
 }
 
 /// Bodies over 8 KiB: 413 with an `invalid_request` body, whether the length
@@ -138,6 +146,7 @@ async fn body_over_the_limit_is_refused(backend: Backend) {
         )
         .await;
     answer.assert_error(413, "invalid_request");
+    assert_eq!(app.store_takes().await, 0.0, "a refusal asked the store");
 }
 
 /// RFC 6749 §4.1.3: `application/x-www-form-urlencoded`, UTF-8.
@@ -157,6 +166,7 @@ async fn wrong_content_type_is_invalid_request(backend: Backend) {
         }
         app.send(request).await.assert_error(400, "invalid_request");
     }
+    assert_eq!(app.store_takes().await, 0.0, "a refusal asked the store");
     let answer = app
         .send(
             app.http
@@ -457,6 +467,7 @@ async fn only_post_is_allowed(backend: Backend) {
     assert_eq!(response.status(), 405);
     assert_eq!(response.headers()["allow"], "OPTIONS, POST");
     assert_eq!(app.get("/nowhere").await.status(), 404);
+    assert_eq!(app.store_takes().await, 0.0, "a refusal asked the store");
 }
 
 /// Every `reason` label of `token_requests_total` has its row in the
