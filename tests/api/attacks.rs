@@ -12,7 +12,7 @@ use token_endpoint::contract::frontend::{self, IssuedCode};
 use token_endpoint::contract::record::Resource;
 
 use crate::helpers::*;
-use token_endpoint_test_support::on_every_store;
+use token_endpoint_test_support::{before_any_store, on_every_store};
 
 on_every_store!(
     nobody_can_lock_users_out_of_a_public_client,
@@ -23,9 +23,11 @@ on_every_store!(
     a_replay_with_the_owners_client_id_but_a_wrong_verifier_revokes_nothing,
     a_live_code_of_another_client_looks_unknown,
     codes_outside_the_unreserved_set_never_reach_the_store,
-    a_repeated_parameter_is_refused_even_when_the_first_is_empty,
     the_id_token_carries_the_grant_and_replays_are_caught_for_its_lifetime,
 );
+
+// Refused before any store is asked: run once, on the embedded store.
+before_any_store!(a_repeated_parameter_is_refused_even_when_the_first_is_empty);
 
 /// A reqwest client whose connections come from `source` (any 127.0.0.0/8
 /// address reaches a server bound to 127.0.0.1 on Linux).
@@ -355,7 +357,7 @@ async fn a_live_code_of_another_client_looks_unknown(backend: Backend) {
 
 /// Redis `INFO commandstats`: calls of every command so far.
 fn redis_calls(app: &TestApp) -> u64 {
-    let Some(redis) = &app.redis else { return 0 };
+    let redis = app.redis.as_ref().expect("an app on Redis");
     let redis = redis.lock().unwrap();
     let mut conn = redis.client().get_connection().unwrap();
     let info: String = redis::cmd("INFO")
@@ -381,13 +383,16 @@ const CODES_OUTSIDE_THE_CONTRACT: &[&str] =
 
 /// Finding 5. A code outside the unreserved set cannot exist under the
 /// contract (docs/contract.md: frontend codes are base64url); it is
-/// answered like an unknown code before any store is asked (Redis sees no
-/// command).
+/// answered like an unknown code before any store is asked: no take on any
+/// store (`code_store_duration_seconds_count`, which the unknown code and
+/// the final redemption do move), no command in Redis, and each is counted
+/// as `malformed_code`, not as an `unknown_code` the store reported.
 async fn codes_outside_the_unreserved_set_never_reach_the_store(backend: Backend) {
     let app = spawn_app(backend).await;
     let expected = unknown_code_answer(&app, "public-app").await;
+    assert_eq!(app.store_takes().await, 1.0, "the unknown code was a take");
     let issued = app.issue(grant("public-app")).await;
-    let before = redis_calls(&app);
+    let before = app.redis.is_some().then(|| redis_calls(&app));
     for code in CODES_OUTSIDE_THE_CONTRACT {
         let attempt = IssuedCode {
             code: (*code).into(),
@@ -396,8 +401,25 @@ async fn codes_outside_the_unreserved_set_never_reach_the_store(backend: Backend
         let answer = app.post_form(&TestApp::form(&attempt, "public-app")).await;
         assert_eq!(shape(&answer), expected, "{code:?}: {answer:?}");
     }
-    assert_eq!(redis_calls(&app), before, "a malformed code reached Redis");
+    if let Some(before) = before {
+        assert_eq!(redis_calls(&app), before, "a malformed code reached Redis");
+    }
+    assert_eq!(
+        app.store_takes().await,
+        1.0,
+        "a malformed code was asked of the store"
+    );
+    assert_eq!(
+        app.requests("invalid_grant", "malformed_code").await,
+        CODES_OUTSIDE_THE_CONTRACT.len() as f64
+    );
+    assert_eq!(app.requests("invalid_grant", "unknown_code").await, 1.0);
     assert_eq!(app.metric("code_store_errors_total").await, 0.0);
+    // The code whose verifier the attempts borrowed is untouched, and its
+    // redemption is a take like any other.
+    let answer = app.post_form(&TestApp::form(&issued, "public-app")).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(app.store_takes().await, 2.0);
 }
 
 /// Finding 5 on a real three-master Cluster: `code=}x` used to put the
@@ -419,6 +441,7 @@ async fn codes_with_braces_are_unknown_on_a_cluster() {
         let answer = app.post_form(&TestApp::form(&attempt, "public-app")).await;
         assert_eq!(shape(&answer), expected, "{code:?}: {answer:?}");
     }
+    assert_eq!(app.store_takes().await, 1.0, "a malformed code was a take");
     assert_eq!(app.metric("code_store_errors_total").await, 0.0);
     let answer = app.post_form(&TestApp::form(&issued, "public-app")).await;
     assert_eq!(answer.status, 200, "{answer:?}");
@@ -443,6 +466,7 @@ async fn a_repeated_parameter_is_refused_even_when_the_first_is_empty(backend: B
         answer.assert_error(400, "invalid_request");
         assert!(answer.description().contains("repeated"), "{answer:?}");
     }
+    assert_eq!(app.store_takes().await, 0.0, "a refusal asked the store");
     let answer = app.post_form(&form).await;
     assert_eq!(answer.status, 200, "{answer:?}");
 }

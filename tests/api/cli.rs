@@ -314,6 +314,55 @@ impl Logged {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap()
     }
+
+    /// What it wrote to stderr, once that holds `text` (within 5 s).
+    fn log_once_it_has(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.log();
+            if log.contains(text) || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Wait until the server on `port` counts a token request in flight
+/// (`token_requests_in_flight` 1): the redemption `held` sent has reached
+/// the service and is held there. Fails if `held` was answered first, or
+/// after 10 s.
+fn until_in_flight<T>(port: u16, held: &std::thread::JoinHandle<T>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(
+            !held.is_finished(),
+            "the redemption was answered before it was seen in flight"
+        );
+        let metrics = runtime.block_on(async {
+            reqwest::Client::new()
+                .get(format!("http://127.0.0.1:{port}/metrics"))
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()
+        });
+        if metrics.is_some_and(|m| m.lines().any(|l| l == "token_requests_in_flight 1")) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the redemption was never counted in flight"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// SIGTERM while a redemption is in flight (held up by a Redis that pauses
@@ -347,7 +396,7 @@ fn sigterm_turns_readiness_off_then_drains_in_flight_redemptions() {
     let in_flight = std::thread::spawn(move || {
         redeem(port, "public-app", &code, Some("https://client.test/cb"))
     });
-    std::thread::sleep(Duration::from_millis(400));
+    until_in_flight(port, &in_flight);
     let started = Instant::now();
     let pid = server.0.id().to_string();
     assert!(Command::new("kill")
@@ -356,12 +405,18 @@ fn sigterm_turns_readiness_off_then_drains_in_flight_redemptions() {
         .unwrap()
         .success());
 
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        get_status(port, "/readyz"),
-        Some(503),
-        "readiness turns false as soon as SIGTERM arrives"
-    );
+    // Ready until the signal is handled, then 503 while still listening.
+    loop {
+        match get_status(port, "/readyz") {
+            Some(503) => break,
+            Some(200) => {}
+            other => panic!(
+                "readiness did not turn false before the listener closed: {other:?} after {:?}",
+                started.elapsed()
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(
         get_status(port, "/livez"),
         Some(200),
@@ -949,14 +1004,42 @@ fn dev_codes_take_an_optional_grant_and_issue_code_its_ttl() {
         let (status, tokens) = redeem(port, "demo", &code, None);
         assert_eq!(status, 200, "{body}: {tokens}");
     }
+    // A 2 s code is there at first (a wrong verifier is a PKCE mismatch,
+    // which consumes nothing), gone soon after 2 s, long before the
+    // default 60 s: then the right verifier is refused too.
     let server_url = format!("http://127.0.0.1:{port}");
-    let code = issue_code(&["--server", &server_url, "--ttl", "1"]);
-    std::thread::sleep(Duration::from_millis(2100));
+    let issued_at = Instant::now();
+    let code = issue_code(&["--server", &server_url, "--ttl", "2"]);
+    let probe = serde_json::json!({"code": code["code"], "code_verifier": "x".repeat(43)});
+    let stored = |body: &serde_json::Value| {
+        body["error_description"]
+            .as_str()
+            .is_some_and(|d| d.contains("code_verifier does not match"))
+    };
+    let (status, body) = redeem(port, "demo", &probe, None);
+    assert!(
+        status == 400 && stored(&body),
+        "the code was not there: {body}"
+    );
+    let deadline = issued_at + Duration::from_secs(2 + 5);
+    loop {
+        let (status, body) = redeem(port, "demo", &probe, None);
+        assert_eq!(status, 400, "{body}");
+        if !stored(&body) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a 2 s code was still there after {:?}: --ttl was ignored",
+            issued_at.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let (status, body) = redeem(port, "demo", &code, None);
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("invalid_grant")),
-        "a 1 s code redeemed after 2 s: --ttl was ignored"
+        "an expired code redeemed: {body}"
     );
 }
 
@@ -977,10 +1060,10 @@ fn the_drain_timeout_counts_milliseconds() {
     let mut server = start_server(&envs, port);
     let code = issue_public_code(&redis);
     pause_writes(&redis, 8000);
-    let _in_flight = std::thread::spawn(move || {
+    let in_flight = std::thread::spawn(move || {
         redeem(port, "public-app", &code, Some("https://client.test/cb"))
     });
-    std::thread::sleep(Duration::from_millis(400));
+    until_in_flight(port, &in_flight);
     let started = Instant::now();
     assert!(Command::new("kill")
         .args(["-TERM", &server.0.id().to_string()])
@@ -1045,8 +1128,8 @@ fn logs_to_a_file_are_plain_and_agree_with_the_answer() {
     });
     assert_eq!(retry_after.0, 429);
     let seconds = retry_after.1.expect("Retry-After");
-    std::thread::sleep(Duration::from_millis(200));
-    let log = server.log();
+    // The event may be written just after the answer is sent.
+    let log = server.log_once_it_has("client_authentication_rate_limited");
     assert!(!log.contains('\u{1b}'), "colour codes in a log file: {log}");
     let limited = log
         .lines()

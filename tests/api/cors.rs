@@ -10,14 +10,18 @@ use reqwest::Method;
 use token_endpoint::contract::frontend::{self, IssuedCode};
 
 use crate::helpers::*;
-use token_endpoint_test_support::on_every_store;
+use token_endpoint_test_support::{before_any_store, on_every_store};
 
 on_every_store!(
-    a_preflight_is_answered_for_any_origin_some_client_allows,
-    a_preflight_from_an_unknown_origin_gets_no_cors_headers,
     an_allowed_origin_reads_success_and_every_error,
     an_origin_the_client_does_not_allow_consumes_nothing,
     requests_without_origin_are_unchanged,
+);
+
+// A preflight names no code: run once, on the embedded store.
+before_any_store!(
+    a_preflight_is_answered_for_any_origin_some_client_allows,
+    a_preflight_from_an_unknown_origin_gets_no_cors_headers,
 );
 
 const ALLOWED: &str = "https://app.test";
@@ -100,6 +104,7 @@ async fn a_preflight_is_answered_for_any_origin_some_client_allows(backend: Back
             assert!(vary_origin(&answer));
         }
     }
+    assert_eq!(app.store_takes().await, 0.0, "a preflight asked the store");
 }
 
 /// For an origin no client allows (`null` included), and for a plain
@@ -121,6 +126,7 @@ async fn a_preflight_from_an_unknown_origin_gets_no_cors_headers(backend: Backen
         assert_no_cors(&answer);
         assert_eq!(answer.header("allow"), Some("OPTIONS, POST"));
     }
+    assert_eq!(app.store_takes().await, 0.0, "a preflight asked the store");
 }
 
 async fn post_from(app: &TestApp, origin: &str, form: &[(&str, String)]) -> Answer {

@@ -1,16 +1,12 @@
 //! Every error branch: its status, its RFC 6749 §5.2 code, and, for failed
 //! checks, that the code survives for the client it was issued to.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::helpers::*;
-use token_endpoint_test_support::on_every_store;
+use token_endpoint_test_support::{before_any_store, on_every_store};
 
 on_every_store!(
-    request_syntax_errors_are_invalid_request,
-    other_grant_type_is_unsupported_grant_type,
-    body_over_the_limit_is_refused,
-    wrong_content_type_is_invalid_request,
     client_authentication_failures_are_invalid_client,
     unknown_code_is_invalid_grant,
     wrong_verifier_is_invalid_grant_and_does_not_consume,
@@ -18,6 +14,16 @@ on_every_store!(
     redirect_uri_mismatch_is_invalid_grant_and_does_not_consume,
     expired_code_is_invalid_grant,
     broken_records_are_invalid_grant_and_counted,
+);
+
+// Refused before any store is asked (each checks that it was not): run
+// once, on the embedded store. That a refused request consumes no code on
+// any store is hostile.rs's `invalid_requests_never_consume_the_code`.
+before_any_store!(
+    request_syntax_errors_are_invalid_request,
+    other_grant_type_is_unsupported_grant_type,
+    body_over_the_limit_is_refused,
+    wrong_content_type_is_invalid_request,
     only_post_is_allowed,
 );
 
@@ -89,6 +95,7 @@ async fn request_syntax_errors_are_invalid_request(backend: Backend) {
         assert!(answer.description().contains("invalid"), "{answer:?}");
     }
     assert_eq!(app.requests("invalid_grant", "malformed_code").await, 2.0);
+    assert_eq!(app.store_takes().await, 0.0, "a refusal asked the store");
     // None of this consumed the code.
     assert_eq!(app.post_form(&good).await.status, 200);
 }
@@ -105,6 +112,7 @@ async fn other_grant_type_is_unsupported_grant_type(backend: Backend) {
             .await
             .assert_error(400, "unsupported_grant_type");
     }
+    assert_eq!(app.store_takes().await, 0.0, "a refusal asked the store");
 }
 
 /// Bodies over 8 KiB: 413 with an `invalid_request` body, whether the length
@@ -138,6 +146,7 @@ async fn body_over_the_limit_is_refused(backend: Backend) {
         )
         .await;
     answer.assert_error(413, "invalid_request");
+    assert_eq!(app.store_takes().await, 0.0, "a refusal asked the store");
 }
 
 /// RFC 6749 §4.1.3: `application/x-www-form-urlencoded`, UTF-8.
@@ -157,6 +166,7 @@ async fn wrong_content_type_is_invalid_request(backend: Backend) {
         }
         app.send(request).await.assert_error(400, "invalid_request");
     }
+    assert_eq!(app.store_takes().await, 0.0, "a refusal asked the store");
     let answer = app
         .send(
             app.http
@@ -339,20 +349,67 @@ async fn redirect_uri_mismatch_is_invalid_grant_and_does_not_consume(backend: Ba
 }
 
 /// Codes expire with their TTL (Redis `EX`, or the embedded store's clock).
+/// The code is first shown to be there: a wrong verifier is refused as a
+/// PKCE mismatch, which only a stored code can produce, and consumes
+/// nothing. The same probe is repeated until it finds no code, which must
+/// happen soon after the TTL; then the right verifier is refused as an
+/// unknown code ("has expired", counted as `unknown_code`). Without
+/// expiry the probe would go on finding the code and the test fails at
+/// its deadline (or the redemption would succeed).
 async fn expired_code_is_invalid_grant(backend: Backend) {
     let app = spawn_app(backend).await;
     let (issued, record) =
         token_endpoint::contract::frontend::prepare(grant("public-app")).unwrap();
+    // Long enough that the first probe is sure to arrive before it ends.
+    let ttl = Duration::from_secs(2);
     app.state
         .redeemer
         .store()
-        .insert(&issued.code, &record, Duration::from_secs(1))
+        .insert(&issued.code, &record, ttl)
         .await
         .expect("insert");
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let inserted = Instant::now();
+    let mut probe = TestApp::form(&issued, "public-app");
+    for (name, value) in probe.iter_mut() {
+        if *name == "code_verifier" {
+            *value = "x".repeat(43);
+        }
+    }
+    let stored = |answer: &Answer| {
+        answer
+            .description()
+            .contains("code_verifier does not match")
+    };
+    let first = app.post_form(&probe).await;
+    first.assert_error(400, "invalid_grant");
+    assert!(
+        stored(&first),
+        "the code was not there to expire: {first:?}"
+    );
+    let deadline = inserted + ttl + Duration::from_secs(5);
+    loop {
+        let answer = app.post_form(&probe).await;
+        answer.assert_error(400, "invalid_grant");
+        if !stored(&answer) {
+            assert!(answer.description().contains("expired"), "{answer:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the code was still there {:?} after it was stored with a TTL of {ttl:?}",
+            inserted.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(app.requests("invalid_grant", "pkce_mismatch").await >= 1.0);
+    let unknown = app.requests("invalid_grant", "unknown_code").await;
     let answer = app.post_form(&TestApp::form(&issued, "public-app")).await;
     answer.assert_error(400, "invalid_grant");
     assert!(answer.description().contains("expired"), "{answer:?}");
+    assert_eq!(
+        app.requests("invalid_grant", "unknown_code").await,
+        unknown + 1.0
+    );
 }
 
 /// A frontend that breaks the contract: `invalid_grant`, counted as
@@ -412,6 +469,7 @@ async fn only_post_is_allowed(backend: Backend) {
     assert_eq!(response.status(), 405);
     assert_eq!(response.headers()["allow"], "OPTIONS, POST");
     assert_eq!(app.get("/nowhere").await.status(), 404);
+    assert_eq!(app.store_takes().await, 0.0, "a refusal asked the store");
 }
 
 /// Every `reason` label of `token_requests_total` has its row in the

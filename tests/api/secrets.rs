@@ -100,11 +100,13 @@ fn no_secret_reaches_logs_metrics_or_error_answers_even_at_trace_level() {
         .env("TOKEN_ENDPOINT_LOG", "trace")
         .env("TOKEN_ENDPOINT_LOG_FORMAT", "json")
         .env("TOKEN_ENDPOINT_AUTH_FAILURES_PER_ADDRESS", "5")
+        // Stopped below to read its whole log: no delay before it exits.
+        .env("TOKEN_ENDPOINT_SHUTDOWN_DELAY_MS", "0")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .expect("start the binary");
-    let _server = Server(child);
+    let mut server = Server(child);
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "the server did not listen");
@@ -224,8 +226,23 @@ fn no_secret_reaches_logs_metrics_or_error_answers_even_at_trace_level() {
             .unwrap()
     });
 
-    // The writer may lag the last answer a little.
-    std::thread::sleep(Duration::from_millis(200));
+    // Lines may still be written after the last answer: stop the server
+    // (SIGTERM, a clean shutdown) and read the log once it has exited, with
+    // everything it will ever write, its shutdown included.
+    assert!(Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the server did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "exit status {exit}");
     let logs = std::fs::read_to_string(&log_path).unwrap();
     let trace_lines = logs
         .lines()

@@ -70,6 +70,28 @@ macro_rules! on_every_store {
     };
 }
 
+/// One `#[tokio::test]` for an `async fn(Backend)` whose requests are
+/// refused before any store is asked (CORS preflights, the request's
+/// syntax, its content type, body size or method): it runs on the embedded
+/// store only, and starts no `redis-server`. The case keeps its `Backend`
+/// parameter and its test path (`<case>::embedded`), so it can move back
+/// to [`on_every_store!`] unchanged once it depends on the store. Such a
+/// case checks [`TestApp::store_takes`] where it claims the store was not
+/// asked.
+#[macro_export]
+macro_rules! before_any_store {
+    ($($case:ident),* $(,)?) => {
+        $(
+            mod $case {
+                #[tokio::test]
+                async fn embedded() {
+                    super::$case($crate::Backend::Embedded).await
+                }
+            }
+        )*
+    };
+}
+
 /// A port for a server a test starts: free now on both `127.0.0.1` and
 /// `0.0.0.0`, never handed out twice in this process, and below Linux's
 /// ephemeral range (32768-60999). A port the kernel picked for `:0` sits in
@@ -1120,6 +1142,13 @@ impl TestApp {
             "token_requests_total{{outcome=\"{outcome}\",reason=\"{reason}\"}}"
         ))
         .await
+    }
+
+    /// How many times a redemption asked the code store to take a code
+    /// (`code_store_duration_seconds_count`), on every store alike: the
+    /// embedded store sends no command a test could count in Redis.
+    pub async fn store_takes(&self) -> f64 {
+        self.metric("code_store_duration_seconds_count").await
     }
 
     /// The value of one sample in the metrics text, 0 when absent.
