@@ -904,7 +904,7 @@ async fn haproxy_answers_for_itself_as_the_service_does() {
     assert_eq!(livez.status(), 200);
     livez.bytes().await.expect("read /livez");
 
-    // EVALSHA may write, so CLIENT PAUSE WRITE holds each take in its
+    // The take's MULTI writes, so CLIENT PAUSE WRITE holds each take in its
     // replica, while PING (behind /readyz) keeps HAProxy's checks passing.
     let mut conn = stack.redis.client().get_connection().expect("Redis");
     redis::cmd("CLIENT")

@@ -109,7 +109,7 @@ fn issue_public_code(redis: &RedisServer) -> serde_json::Value {
     ])
 }
 
-/// `CLIENT PAUSE <ms> WRITE`: EVALSHA may write, so the take is held back
+/// `CLIENT PAUSE <ms> WRITE`: the take's MULTI writes, so the take is held back
 /// while PING (readiness) and new connections go through.
 fn pause_writes(redis: &RedisServer, ms: u64) {
     let mut conn = redis.client().get_connection().unwrap();

@@ -175,8 +175,8 @@ fn no_secret_reaches_logs_metrics_or_error_answers_even_at_trace_level() {
         assert_eq!(post(request, &mut ledger).await, 401);
         // A corrupt record whose bad value is something private: the
         // reason logged for it must name the field, not quote the value.
-        // The record passes the take script's checks (they cover client,
-        // redirect URI and PKCE), so the service parses it, and fails.
+        // The record is parsed before the grant's checks (client, redirect
+        // URI and PKCE) can run, and fails there.
         let (corrupt, record) = prepare(grant("public-app")).unwrap();
         ledger.secret("code", corrupt.code.clone());
         ledger.secret("verifier", corrupt.verifier.clone());
