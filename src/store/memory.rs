@@ -11,8 +11,9 @@ use super::codes::{self, Consumed, Primitives};
 use super::{Result, StoreError, TakeOutcome, TakeRequest};
 
 enum Slot {
-    /// A code the frontend wrote, not yet redeemed: the raw record.
-    Code(String),
+    /// A code the frontend wrote, not yet redeemed: the raw record, shared
+    /// so that the take's read and consume hand it out without copying it.
+    Code(Arc<[u8]>),
     /// A redeemed code: its used marker, encoded.
     Used(String),
 }
@@ -57,7 +58,7 @@ impl MemoryStore {
     pub(super) async fn insert(&self, code: &str, raw: &str, ttl: Duration) -> Result<()> {
         let now = Instant::now();
         let fresh = Entry {
-            slot: Slot::Code(raw.to_owned()),
+            slot: Slot::Code(Arc::from(raw.as_bytes())),
             expires_at: now + ttl,
         };
         match self.codes.entry(code.to_owned()) {
@@ -117,10 +118,10 @@ impl MemoryStore {
 
 /// The take's steps on the map. Nothing here can fail or wait.
 impl Primitives for &MemoryStore {
-    type Raw = String;
+    type Raw = Arc<[u8]>;
     type Life = ();
 
-    async fn read(&mut self, code: &str) -> Result<Option<(String, ())>> {
+    async fn read(&mut self, code: &str) -> Result<Option<(Arc<[u8]>, ())>> {
         Ok(self.live(code, |slot| match slot {
             Slot::Code(raw) => Some((raw.clone(), ())),
             Slot::Used(_) => None,
@@ -140,7 +141,7 @@ impl Primitives for &MemoryStore {
         code: &str,
         marker: &str,
         ttl: Duration,
-    ) -> Result<Consumed<String>> {
+    ) -> Result<Consumed<Arc<[u8]>>> {
         let now = Instant::now();
         let gone = Consumed {
             taken: None,
@@ -156,7 +157,7 @@ impl Primitives for &MemoryStore {
         if *expires_at <= now {
             return Ok(gone);
         }
-        let taken = std::mem::take(raw);
+        let taken = raw.clone();
         *slot = Slot::Used(marker.to_owned());
         *expires_at = now + ttl;
         Ok(Consumed {
