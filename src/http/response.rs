@@ -8,6 +8,7 @@ use actix_web::HttpResponse;
 use serde::Serialize;
 
 use crate::grant::error::{Headers, TokenError};
+use crate::grant::TokenResponse;
 
 const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 const NO_CACHE: HeaderValue = HeaderValue::from_static("no-cache");
@@ -15,15 +16,15 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// RFC 6749 §5.1: `Cache-Control: no-store` and `Pragma: no-cache` on any
 /// response carrying tokens, JSON body, and the headers the answer carries.
-pub fn token_response(body: &impl Serialize, headers: &Headers) -> HttpResponse {
-    match serde_json::to_vec(body) {
+pub fn token_response(tokens: &TokenResponse) -> HttpResponse {
+    match serde_json::to_vec(tokens) {
         Ok(json) => {
             let mut response = HttpResponse::Ok()
                 .insert_header((header::CONTENT_TYPE, JSON))
                 .insert_header((header::CACHE_CONTROL, NO_STORE))
                 .insert_header((header::PRAGMA, NO_CACHE))
                 .body(json);
-            insert_headers(&mut response, headers);
+            insert_headers(&mut response, &tokens.headers);
             response
         }
         Err(_) => error_response(&TokenError::server_error()),

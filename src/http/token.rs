@@ -46,7 +46,7 @@ pub async fn token(
     }
     .await;
     let mut response = match &result {
-        Ok(tokens) => token_response(tokens, &tokens.headers),
+        Ok(tokens) => token_response(tokens),
         Err(error) => error_response(error),
     };
     cors::decorate(response.headers_mut(), origin, &state);
