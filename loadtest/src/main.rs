@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`seed`]: codes from Redis (pipelined), `POST /dev/codes` or a seed file.
 //! - [`plan`]: every request, prebuilt, with the mix placed among them.
+//! - [`dpop`]: DPoP proofs, one per request, signed before the window.
 //! - [`run`]: the connections, the open/closed loop, the tallies.
 //! - [`procstat`]: CPU time and memory of the processes under test.
 //! - [`report`]: the verdict, the table and the JSON summary.
@@ -23,6 +24,7 @@
     )
 )]
 
+mod dpop;
 mod http1;
 mod plan;
 mod procstat;
@@ -50,6 +52,10 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once at start-up; a few hundred bytes on the stack cost nothing"
+)]
 enum Command {
     /// Seed codes (not timed), redeem each exactly once, report.
     Run(RunArgs),
@@ -151,6 +157,25 @@ struct RunArgs {
     /// For an `https://` target: the PEM CA certificate(s) to trust.
     #[arg(long)]
     ca_file: Option<PathBuf>,
+    /// Send every token request with a DPoP proof (RFC 9449) of its own,
+    /// signed (ES256) before the window: the tokens must come back bound
+    /// (`token_type` `DPoP`).
+    #[arg(long)]
+    dpop: bool,
+    /// DPoP: how many client keys sign the proofs, taken in turn (default:
+    /// one per connection).
+    #[arg(long)]
+    dpop_keys: Option<usize>,
+    /// DPoP: the service's issuer; proofs are for `POST {issuer}/oauth/token`
+    /// (their `htu`). Default: --target.
+    #[arg(long, env = "TOKEN_ENDPOINT_ISSUER")]
+    issuer: Option<String>,
+    /// DPoP: the oldest proof the service accepts, in seconds
+    /// (its TOKEN_ENDPOINT_DPOP_PROOF_MAX_AGE_SECS). Proofs are signed
+    /// before the run, so an open-loop run longer than this is refused, and
+    /// a closed-loop run that outlasts it is flagged.
+    #[arg(long, default_value_t = 60)]
+    dpop_max_age: u64,
     /// No progress line.
     #[arg(long)]
     quiet: bool,
@@ -238,8 +263,13 @@ async fn run(args: RunArgs) -> Result<bool, String> {
     };
     // A replay goes out two rounds of connections after its redemption, so
     // it usually finds the code taken rather than racing for it.
-    let plan = plan::build(&seeds, args.mix, &target, 2 * connections);
+    let mut plan = plan::build(&seeds, args.mix, &target, 2 * connections);
     drop(seeds);
+    let dpop = if args.dpop {
+        Some(sign_proofs(&args, &mut plan.jobs, mode, connections)?)
+    } else {
+        None
+    };
     let options = Options {
         addr,
         tls,
@@ -247,15 +277,73 @@ async fn run(args: RunArgs) -> Result<bool, String> {
         mode,
         progress: !args.quiet,
         watch: args.watch,
+        dpop: dpop.is_some(),
     };
     let outcome = run::run(plan, &options).await?;
-    let summary = report::Summary::new(&outcome, mode, connections, args.mix.to_string());
+    let mut summary = report::Summary::new(&outcome, mode, connections, args.mix.to_string());
+    summary.dpop = dpop;
     summary.print();
+    if let Some(dpop) = &summary.dpop {
+        // The oldest proof was signed before the window opened.
+        let oldest = dpop.signing_s + summary.elapsed_s;
+        if !summary.passed && oldest > args.dpop_max_age as f64 {
+            eprintln!(
+                "note: the last proofs were {oldest:.0} s old when sent, over --dpop-max-age {} s: \
+                 the service may have refused them as too old (raise its \
+                 TOKEN_ENDPOINT_DPOP_PROOF_MAX_AGE_SECS and --dpop-max-age, or send fewer codes)",
+                args.dpop_max_age
+            );
+        }
+    }
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
         std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(summary.passed)
+}
+
+/// A DPoP proof for every job, signed now (not measured). Refuses an open
+/// loop planned to outlast the proofs' age limit: its late requests would
+/// be refused for it, and the run would measure that.
+fn sign_proofs(
+    args: &RunArgs,
+    jobs: &mut [plan::Job],
+    mode: Mode,
+    connections: usize,
+) -> Result<report::Dpop, String> {
+    let issuer = args
+        .issuer
+        .as_deref()
+        .unwrap_or(&args.source.target)
+        .trim_end_matches('/');
+    let htu = format!("{issuer}/oauth/token");
+    if let Mode::Open { rate } = mode {
+        let seconds = jobs.len() as f64 / rate;
+        if seconds + 5.0 > args.dpop_max_age as f64 {
+            return Err(format!(
+                "--dpop: {} requests at {rate}/s take {seconds:.0} s, and proofs are signed before \
+                 the run: the service accepts them for --dpop-max-age {} s. Raise its \
+                 TOKEN_ENDPOINT_DPOP_PROOF_MAX_AGE_SECS (up to 600) and --dpop-max-age, or send \
+                 fewer codes",
+                jobs.len(),
+                args.dpop_max_age
+            ));
+        }
+    }
+    let keys = args.dpop_keys.unwrap_or(connections).max(1);
+    let started = std::time::Instant::now();
+    let signer = dpop::ProofSigner::new(&htu, keys)?;
+    signer.sign_all(jobs)?;
+    let signing_s = started.elapsed().as_secs_f64();
+    eprintln!(
+        "signed {} DPoP proofs (ES256, {keys} keys, htu {htu}) in {signing_s:.2} s (not measured)",
+        jobs.len()
+    );
+    Ok(report::Dpop {
+        keys,
+        htu,
+        signing_s,
+    })
 }
 
 fn tls_certs(out: &std::path::Path) -> Result<(), String> {

@@ -205,21 +205,23 @@ fn request(target: &Target<'_>, seed: &Seed, verifier: &str) -> Vec<u8> {
     }
     let mut request = post_form(target.host, "/oauth/token", &body);
     if let Some(origin) = target.origin {
-        // After the request line and Host, before the rest of the head.
-        let at = request
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .map_or(0, |i| i + 2);
-        request.splice(at..at, format!("Origin: {origin}\r\n").into_bytes());
+        insert_header(&mut request, "Origin", origin);
     }
     if target.close {
-        let at = request
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .map_or(0, |i| i + 2);
-        request.splice(at..at, b"Connection: close\r\n".iter().copied());
+        insert_header(&mut request, "Connection", "close");
     }
     request
+}
+
+/// Add `name: value` to a prebuilt request's head, right after the request
+/// line.
+pub fn insert_header(request: &mut Vec<u8>, name: &str, value: &str) {
+    let at = request
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map_or(0, |i| i + 2);
+    let line = format!("{name}: {value}\r\n");
+    request.splice(at..at, line.into_bytes());
 }
 
 /// application/x-www-form-urlencoded (WHATWG URL §5.2): unreserved bytes

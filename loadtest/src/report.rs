@@ -64,6 +64,19 @@ pub struct Summary {
     pub cpu_us_per_request: BTreeMap<String, f64>,
     /// Resident and peak resident memory (MiB) after the window.
     pub memory_mib: BTreeMap<String, Memory>,
+    /// The requests carried DPoP proofs (`--dpop`).
+    pub dpop: Option<Dpop>,
+}
+
+/// How the run's DPoP proofs were made.
+#[derive(Serialize)]
+pub struct Dpop {
+    /// Client keys, taken in turn.
+    pub keys: usize,
+    /// The proofs' `htu`.
+    pub htu: String,
+    /// Seconds spent signing every proof, before the window.
+    pub signing_s: f64,
 }
 
 #[derive(Serialize)]
@@ -148,6 +161,7 @@ impl Summary {
                 .iter()
                 .map(|(name, &(rss, peak))| (name.clone(), Memory { rss, peak }))
                 .collect(),
+            dpop: None,
         }
     }
 
@@ -162,6 +176,12 @@ impl Summary {
         );
         if !self.latency_ms_by_kind.is_empty() {
             println!("mix             {}", self.mix);
+        }
+        if let Some(dpop) = &self.dpop {
+            println!(
+                "DPoP            a proof per request (ES256, {} keys, htu {}), signed in {:.2} s before the window",
+                dpop.keys, dpop.htu, dpop.signing_s
+            );
         }
         println!(
             "requests        {} in {:.2} s ({:.0}/s)",

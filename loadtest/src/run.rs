@@ -39,6 +39,9 @@ pub struct Options {
     pub progress: bool,
     /// Processes whose CPU time and memory the summary reports.
     pub watch: Vec<Watched>,
+    /// Requests carry DPoP proofs: tokens count only if bound
+    /// (`token_type` `DPoP`); a bearer token is a malformed success.
+    pub dpop: bool,
 }
 
 /// What one connection saw; merged at the end.
@@ -47,7 +50,8 @@ pub struct Tally {
     pub latency: [Histogram<u64>; 4],
     /// `(kind, status)` -> count; status 0 is a transport error.
     pub statuses: BTreeMap<(Kind, u16), u64>,
-    /// 200 answers whose body had no `access_token`.
+    /// 200 answers whose body had no `access_token` (or, with DPoP, whose
+    /// `token_type` was not `DPoP`).
     pub malformed_success: u64,
 }
 
@@ -127,7 +131,15 @@ pub async fn run(plan: Plan, options: &Options) -> Result<Outcome, String> {
         .then(|| tokio::spawn(progress(shared.clone(), start)));
     let tasks: Vec<_> = connections
         .into_iter()
-        .map(|conn| tokio::spawn(drive(conn, shared.clone(), options.mode, start)))
+        .map(|conn| {
+            tokio::spawn(drive(
+                conn,
+                shared.clone(),
+                options.mode,
+                options.dpop,
+                start,
+            ))
+        })
         .collect();
     let mut tally = Tally::new();
     let mut last = start;
@@ -167,6 +179,7 @@ async fn drive(
     mut conn: Connection,
     shared: Arc<Shared>,
     mode: Mode,
+    dpop: bool,
     start: Instant,
 ) -> (Tally, Instant) {
     let mut tally = Tally::new();
@@ -197,7 +210,9 @@ async fn drive(
         let (status, tokens) = match conn.send(&job.request).await {
             Ok(reply) => (
                 reply.status,
-                reply.status == 200 && contains(reply.body, b"\"access_token\":\""),
+                reply.status == 200
+                    && contains(reply.body, b"\"access_token\":\"")
+                    && (!dpop || contains(reply.body, b"\"token_type\":\"DPoP\"")),
             ),
             Err(_) => {
                 // Count it, then start over on a fresh connection; if even
