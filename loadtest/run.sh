@@ -17,6 +17,12 @@
 #   reconnect       closed loop, every request on a new connection (Connection: close)
 #   minimal         closed@minimal
 #
+#   STEP@dpop       the step with a DPoP proof (RFC 9449) on every request: ES256,
+#                   one key per connection, a fresh jti each, all signed by the
+#                   generator before the window (not measured); the tokens must
+#                   come back bound (token_type DPoP). Combines with one target
+#                   below (closed@dpop@https). The services then accept proofs
+#                   up to $DPOP_MAX_AGE s old (signing precedes a whole step).
 #   STEP@rediss     the step against a second service on the same Redis over TLS
 #                   (rediss:// to its TLS port, a CA made for the run)
 #   STEP@https      the step against a third service whose own listener speaks TLS
@@ -25,6 +31,13 @@
 #   STEP@minimal    the step against minimal-handler (loadtest/src/bin): one
 #                   GETDEL and the same two signatures, nothing else; the least
 #                   work a redemption needs, on the same Redis, keys and workers
+#   STEP@minimal-checked   against minimal-handler's checked take: GET, the
+#                   service's own checks (client, redirect URI, PKCE), one MULTI
+#                   (GETDEL + SET used-marker NX): the service's guarantees at
+#                   least cost
+#   STEP@minimal-dpop      the checked take after one DPoP proof check (JWS, JWK,
+#                   ES256 signature, claims, thumbprint) and SET NX of its jti,
+#                   pipelined with the GET; implies @dpop
 #   STEP@b          the step against a service built from another commit
 #                   (SERVER_BIN_B), on the same Redis: an A/B pair in one run
 #   Only one service is under load at a time; the others idle.
@@ -42,6 +55,10 @@
 #   SERVER_ENV=          extra VAR=value settings for the service
 #   REPLICA=0            1: give the private Redis a replica, to measure
 #                        SERVER_ENV=TOKEN_ENDPOINT_REDIS_REPLICA_ACKS=1 (WAIT)
+#   DPOP_MAX_AGE=600     with @dpop steps: the services' and minimal handlers'
+#                        TOKEN_ENDPOINT_DPOP_PROOF_MAX_AGE_SECS (60 to 600), and
+#                        loadgen's --dpop-max-age. Proofs are signed before each
+#                        step, so the last ones are as old as the step is long
 #   OUT=target/loadtest  where logs, JSON summaries and the table go
 #   SERVER_BIN=          another build of the service to measure
 #   SERVER_BIN_B=        the build STEP@b runs (another commit, built with its own
@@ -61,6 +78,8 @@ LOADGEN_ARGS=${LOADGEN_ARGS:-}
 SERVER_ENV=${SERVER_ENV:-}
 REPLICA=${REPLICA:-0}
 OUT=${OUT:-target/loadtest}
+DPOP_MAX_AGE=${DPOP_MAX_AGE:-600}
+ISSUER=https://id.loadtest
 STEPS=("$@")
 [ ${#STEPS[@]} -eq 0 ] && STEPS=(closed open:5000)
 
@@ -69,9 +88,18 @@ for tool in redis-server redis-benchmark python3; do
 done
 
 cargo build --release --quiet -p token-endpoint -p token-endpoint-loadtest --bins
-BIN=${SERVER_BIN:-target/release/token-endpoint}
-LOADGEN=target/release/loadgen
-MINIMAL=target/release/minimal-handler
+RELEASE=${CARGO_TARGET_DIR:-target}/release
+BIN=${SERVER_BIN:-$RELEASE/token-endpoint}
+LOADGEN=$RELEASE/loadgen
+MINIMAL=$RELEASE/minimal-handler
+
+# With a step @dpop, every service accepts proofs as old as DPOP_MAX_AGE (a
+# build that knows no DPoP refuses the setting, so only then); the minimal
+# handlers always do.
+DPOP_ENV=()
+case " ${STEPS[*]} " in
+    *@dpop*) DPOP_ENV=(TOKEN_ENDPOINT_DPOP_PROOF_MAX_AGE_SECS="$DPOP_MAX_AGE") ;;
+esac
 
 RUN_DIR=$(mktemp -d)
 mkdir -p "$OUT"
@@ -153,9 +181,10 @@ start_service() {
     done
     # shellcheck disable=SC2086
     env TOKEN_ENDPOINT_BIND="127.0.0.1:$port" TOKEN_ENDPOINT_WORKERS="$WORKERS" \
-        TOKEN_ENDPOINT_ISSUER=https://id.loadtest TOKEN_ENDPOINT_REDIS_URL="$redis_url" \
+        TOKEN_ENDPOINT_ISSUER="$ISSUER" TOKEN_ENDPOINT_REDIS_URL="$redis_url" \
         TOKEN_ENDPOINT_CLIENTS_FILE="$RUN_DIR/clients.toml" TOKEN_ENDPOINT_SIGNING_KEYS="$KEYS" \
-        TOKEN_ENDPOINT_LOG=warn "$@" $SERVER_ENV "${SERVICE_BIN:-$BIN}" serve >"$OUT/server-$name.log" 2>&1 &
+        TOKEN_ENDPOINT_LOG=warn "${DPOP_ENV[@]}" "$@" $SERVER_ENV "${SERVICE_BIN:-$BIN}" serve \
+        >"$OUT/server-$name.log" 2>&1 &
     SERVICE_PID=$!
     PIDS+=("$SERVICE_PID")
     SERVICE_TARGET="$scheme://127.0.0.1:$port"
@@ -175,20 +204,41 @@ PY
 start_service plain "$REDIS_URL"
 SERVER_PID=$SERVICE_PID
 TARGET=$SERVICE_TARGET
+
+# start_minimal MODE: minimal-handler in MODE (getdel, checked, dpop) on its
+# own port; sets MINIMAL_PID and MINIMAL_TARGET.
+start_minimal() {
+    local mode=$1 port
+    port=$(free_port)
+    env MINIMAL_BIND="127.0.0.1:$port" MINIMAL_MODE="$mode" TOKEN_ENDPOINT_REDIS_URL="$REDIS_URL" \
+        TOKEN_ENDPOINT_SIGNING_KEYS="$KEYS" TOKEN_ENDPOINT_WORKERS="$WORKERS" \
+        TOKEN_ENDPOINT_ISSUER="$ISSUER" TOKEN_ENDPOINT_DPOP_PROOF_MAX_AGE_SECS="$DPOP_MAX_AGE" \
+        "$MINIMAL" >"$OUT/server-minimal-$mode.log" 2>&1 &
+    MINIMAL_PID=$!
+    PIDS+=("$MINIMAL_PID")
+    MINIMAL_TARGET="http://127.0.0.1:$port"
+    for _ in $(seq 100); do
+        python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + '/readyz', timeout=1)" \
+            "$MINIMAL_TARGET" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "error: minimal-handler ($mode) did not get ready (see $OUT/server-minimal-$mode.log)" >&2
+    exit 1
+}
 case " ${STEPS[*]} " in
-    *" minimal "* | *"@minimal "*)
-        MINIMAL_PORT=$(free_port)
-        env MINIMAL_BIND="127.0.0.1:$MINIMAL_PORT" TOKEN_ENDPOINT_REDIS_URL="$REDIS_URL" \
-            TOKEN_ENDPOINT_SIGNING_KEYS="$KEYS" TOKEN_ENDPOINT_WORKERS="$WORKERS" \
-            "$MINIMAL" >"$OUT/server-minimal.log" 2>&1 &
-        MINIMAL_PID=$!
-        PIDS+=("$MINIMAL_PID")
-        MINIMAL_TARGET="http://127.0.0.1:$MINIMAL_PORT"
-        for _ in $(seq 100); do
-            python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + '/readyz', timeout=1)" \
-                "$MINIMAL_TARGET" 2>/dev/null && break
-            sleep 0.1
-        done ;;
+    *" minimal "* | *"@minimal "* | *"@minimal@"*)
+        start_minimal getdel
+        GETDEL_PID=$MINIMAL_PID GETDEL_TARGET=$MINIMAL_TARGET ;;
+esac
+case " ${STEPS[*]} " in
+    *@minimal-checked*)
+        start_minimal checked
+        CHECKED_PID=$MINIMAL_PID CHECKED_TARGET=$MINIMAL_TARGET ;;
+esac
+case " ${STEPS[*]} " in
+    *@minimal-dpop*)
+        start_minimal dpop
+        MINDPOP_PID=$MINIMAL_PID MINDPOP_TARGET=$MINIMAL_TARGET ;;
 esac
 if [ -n "$REDIS_TLS_PORT" ]; then
     start_service rediss "rediss://127.0.0.1:$REDIS_TLS_PORT" \
@@ -234,11 +284,13 @@ loadgen_step() {
         --connections "$CONNECTIONS" --json "$json" "${STEP_ARGS[@]}" \
         --watch "server=$STEP_PID" --watch "redis=$REDIS_PID" "$@" $LOADGEN_ARGS || status=$?
     redis-cli -p "$REDIS_PORT" INFO commandstats >"$json.commandstats"
-    python3 - "$json" "$name" <<'PY'
+    python3 - "$json" "$name" "$STEP_BASE" "$STEP_AGAINST" "$STEP_DPOP" <<'PY'
 import json, re, sys
-path, name = sys.argv[1:]
+path, name, base, against, dpop = sys.argv[1:]
 d = json.load(open(path))
 d["step"] = name
+# What the comparisons pair rows by: the same step, against what, with DPoP.
+d["pairing"] = {"base": base, "against": against, "dpop": dpop == "1"}
 # The redemption's commands (not the seeding's SETs): Redis CPU per call.
 stats = {}
 for line in open(path + ".commandstats"):
@@ -253,23 +305,42 @@ PY
 
 failed=0
 for step in "${STEPS[@]}"; do
-    variant=
-    case "$step" in *@*) variant=${step#*@}; step=${step%@*} ;; esac
+    # STEP[@VARIANT...]: at most one target, and @dpop.
+    IFS=@ read -r -a variants <<<"$step"
+    step=${variants[0]}
     STEP_ARGS=()
-    case "$variant" in
-        "") STEP_TARGET=$TARGET; STEP_PID=$SERVER_PID; suffix= ;;
-        rediss) STEP_TARGET=$REDISS_TARGET; STEP_PID=$REDISS_PID; suffix=", Redis over TLS" ;;
-        https) STEP_TARGET=$HTTPS_TARGET; STEP_PID=$HTTPS_PID; suffix=", HTTPS listener"
-               STEP_ARGS=(--ca-file "$TLS_DIR/ca.pem") ;;
-        minimal) STEP_TARGET=$MINIMAL_TARGET; STEP_PID=$MINIMAL_PID; suffix=", minimal handler" ;;
-        b) [ -n "${B_PID:-}" ] || { echo "error: STEP@b needs SERVER_BIN_B" >&2; exit 2; }
-           STEP_TARGET=$B_TARGET; STEP_PID=$B_PID; suffix=", build B" ;;
-        *) echo "error: unknown variant @$variant (rediss, https, minimal or b)" >&2; exit 2 ;;
-    esac
+    STEP_TARGET=$TARGET STEP_PID=$SERVER_PID STEP_AGAINST=service STEP_DPOP=0
+    suffix= dpop_suffix= targets=0
+    for variant in "${variants[@]:1}"; do
+        case "$variant" in
+            dpop) STEP_DPOP=1; continue ;;
+            rediss) STEP_TARGET=$REDISS_TARGET; STEP_PID=$REDISS_PID; suffix=", Redis over TLS" ;;
+            https) STEP_TARGET=$HTTPS_TARGET; STEP_PID=$HTTPS_PID; suffix=", HTTPS listener"
+                   STEP_ARGS=(--ca-file "$TLS_DIR/ca.pem") ;;
+            minimal) STEP_TARGET=$GETDEL_TARGET; STEP_PID=$GETDEL_PID; suffix=", minimal handler" ;;
+            minimal-checked) STEP_TARGET=$CHECKED_TARGET; STEP_PID=$CHECKED_PID
+                             suffix=", minimal handler: checked take" ;;
+            minimal-dpop) STEP_TARGET=$MINDPOP_TARGET; STEP_PID=$MINDPOP_PID; STEP_DPOP=1
+                          suffix=", minimal handler: checked take + DPoP" ;;
+            b) [ -n "${B_PID:-}" ] || { echo "error: STEP@b needs SERVER_BIN_B" >&2; exit 2; }
+               STEP_TARGET=$B_TARGET; STEP_PID=$B_PID; suffix=", build B" ;;
+            *) echo "error: unknown variant @$variant (dpop, rediss, https, minimal, minimal-checked, minimal-dpop or b)" >&2
+               exit 2 ;;
+        esac
+        STEP_AGAINST=$variant
+        targets=$((targets + 1))
+    done
+    [ "$targets" -le 1 ] || { echo "error: $step: one target variant per step" >&2; exit 2; }
+    if [ "$STEP_DPOP" = 1 ]; then
+        STEP_ARGS+=(--dpop --issuer "$ISSUER" --dpop-max-age "$DPOP_MAX_AGE")
+        dpop_suffix=", DPoP"
+    fi
+    STEP_BASE=$step
+    suffix="$dpop_suffix$suffix"
     case "$step" in
         closed) loadgen_step "closed, $CONNECTIONS conns$suffix" --codes "$CODES" || failed=1 ;;
-        minimal) STEP_TARGET=$MINIMAL_TARGET; STEP_PID=$MINIMAL_PID
-                 loadgen_step "closed, $CONNECTIONS conns, minimal handler" --codes "$CODES" || failed=1 ;;
+        minimal) STEP_TARGET=$GETDEL_TARGET; STEP_PID=$GETDEL_PID; STEP_AGAINST=minimal STEP_BASE=closed
+                 loadgen_step "closed, $CONNECTIONS conns$dpop_suffix, minimal handler" --codes "$CODES" || failed=1 ;;
         reconnect) loadgen_step "closed, new connection per request$suffix" --codes "$CODES" \
                   --close || failed=1 ;;
         cors) loadgen_step "closed + Origin, $CONNECTIONS conns$suffix" --codes "$CODES" \
@@ -280,12 +351,13 @@ for step in "${STEPS[@]}"; do
             loadgen_step "open $rate/s$suffix" --rate "$rate" --codes $((rate * OPEN_SECONDS)) || failed=1 ;;
         curve)
             for rate in $CURVE_RATES; do
-                loadgen_step "open $rate/s" --rate "$rate" --codes $((rate * OPEN_SECONDS)) --quiet || failed=1
+                loadgen_step "open $rate/s$suffix" --rate "$rate" --codes $((rate * OPEN_SECONDS)) --quiet \
+                    || failed=1
             done ;;
         soak:*)
             seconds=${step#soak:}
             for round in $(seq $(((seconds + 59) / 60))); do
-                loadgen_step "soak $SOAK_RATE/s round $round" --rate "$SOAK_RATE" \
+                loadgen_step "soak $SOAK_RATE/s round $round$suffix" --rate "$SOAK_RATE" \
                     --codes $((SOAK_RATE * 60)) --quiet || failed=1
             done ;;
         *) echo "error: unknown step $step" >&2; exit 2 ;;
@@ -314,5 +386,40 @@ for path in sorted(glob.glob(f"{out}/step-*.json")):
           f"{cpu.get('server', 0):.1f} | {cpu.get('redis', 0):.1f} | {cpu.get('loadgen', 0):.1f} | "
           f"{cmds} | "
           f"{mem.get('rss', 0):.1f} ({mem.get('peak', 0):.1f}) | {'PASS' if d['passed'] else 'FAIL'} |")
+
+# Pairs from this run: each reference and each DPoP row beside the row it
+# is measured against (the same step, against the service; bearer for DPoP).
+rows = []
+for path in sorted(glob.glob(f"{out}/step-*.json")):
+    d = json.load(open(path))
+    if "pairing" in d:
+        rows.append(d)
+def find(base, against, dpop):
+    return next((r for r in rows if r["pairing"] == {"base": base, "against": against, "dpop": dpop}), None)
+pairs = []
+for r in rows:
+    p = r["pairing"]
+    if p["against"].startswith("minimal"):
+        service = find(p["base"], "service", p["dpop"])
+        if service:
+            pairs.append((f"service against {p['against']}", service, r))
+    if p["dpop"] and not p["against"].startswith("minimal"):
+        bearer = find(p["base"], p["against"], False)
+        if bearer:
+            pairs.append(("DPoP against bearer", r, bearer))
+if pairs:
+    print()
+    print("| pair (same run) | step | redemptions/s | ratio | CPU µs/req: service | Redis | p50 ms | p99 ms |")
+    print("|---|---|---|---|---|---|---|---|")
+    for label, a, b in pairs:
+        ca, cb = a.get("cpu_us_per_request", {}), b.get("cpu_us_per_request", {})
+        la, lb = a.get("latency_ms") or {}, b.get("latency_ms") or {}
+        ratio = a["redemptions_per_s"] / b["redemptions_per_s"] if b["redemptions_per_s"] else 0
+        step = a["pairing"]["base"] + (" (DPoP)" if a["pairing"]["dpop"] else "")
+        if a["pairing"]["against"] not in ("service", "minimal", "minimal-checked", "minimal-dpop"):
+            step += f" @{a['pairing']['against']}"
+        print(f"| {label} | {step} | {a['redemptions_per_s']:.0f} vs {b['redemptions_per_s']:.0f} | {ratio:.2f} | "
+              f"{ca.get('server', 0):.1f} vs {cb.get('server', 0):.1f} | {ca.get('redis', 0):.1f} vs {cb.get('redis', 0):.1f} | "
+              f"{la.get('p50', 0):.2f} vs {lb.get('p50', 0):.2f} | {la.get('p99', 0):.2f} vs {lb.get('p99', 0):.2f} |")
 PY
 exit $failed
