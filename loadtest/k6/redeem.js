@@ -36,8 +36,9 @@ const seeds = new SharedArray('seed codes', () =>
   parseSeeds(open(CODES_FILE), { source: CODES_FILE, defaults: seedDefaults(__ENV) }),
 );
 
-const codes = { get: (i) => seeds[i] };
-const requests = requestPlan(seeds.length);
+// Exported for redeem-dpop.js, which sends the same requests with proofs.
+export const codes = { get: (i) => seeds[i] };
+export const requests = requestPlan(seeds.length);
 
 export const options = buildOptions(requests, seeds.length);
 

@@ -17,6 +17,7 @@ import { SharedArray } from 'k6/data';
 import { Counter } from 'k6/metrics';
 
 import { formBody, wrongVerifier } from './codes.js';
+import { dpopProof, generateProofKey, tokenEndpoint } from './dpop.js';
 import {
   KINDS,
   REDEEM,
@@ -37,6 +38,9 @@ const REPLAY_LAG = replayLagFromEnv(__ENV, plan);
 
 const TARGET = (__ENV.TARGET || 'http://127.0.0.1:8080').replace(/\/+$/, '');
 const TOKEN_URL = `${TARGET}/oauth/token`;
+// DPoP (redeem-dpop.js): proofs are for POST {ISSUER}/oauth/token, the
+// service's token_endpoint, which differs from TOKEN_URL behind a proxy.
+const DPOP_HTU = tokenEndpoint(__ENV.ISSUER || TARGET);
 
 /** The scope the codes were issued with; `openid` in it means an ID token is expected. */
 export const SCOPE = __ENV.SCOPE === undefined ? 'openid profile' : __ENV.SCOPE;
@@ -82,18 +86,30 @@ const REDEEM_CHECKS = {
   },
 };
 
-// Indexed like KINDS; the redeem entry is REDEEM_CHECKS.
-const CHECKS = KINDS.map((kind) =>
-  kind === 'redeem'
-    ? REDEEM_CHECKS
-    : {
-        [`${kind}: 400 invalid_grant`]: (r) => {
-          if (r.status !== 400) return false;
-          const body = parsed(r);
-          return body !== null && body.error === 'invalid_grant';
+// With a proof, the tokens must come back bound to its key (RFC 9449 §5).
+const DPOP_REDEEM_CHECKS = Object.assign({}, REDEEM_CHECKS, {
+  'redeem: token_type DPoP': (r) => {
+    const body = parsed(r);
+    return body !== null && body.token_type === 'DPoP';
+  },
+});
+
+// Indexed like KINDS; the redeem entry is REDEEM_CHECKS (or DPOP_REDEEM_CHECKS).
+function checksFor(redeemChecks) {
+  return KINDS.map((kind) =>
+    kind === 'redeem'
+      ? redeemChecks
+      : {
+          [`${kind}: 400 invalid_grant`]: (r) => {
+            if (r.status !== 400) return false;
+            const body = parsed(r);
+            return body !== null && body.error === 'invalid_grant';
+          },
         },
-      },
-);
+  );
+}
+const CHECKS = checksFor(REDEEM_CHECKS);
+const DPOP_CHECKS = checksFor(DPOP_REDEEM_CHECKS);
 
 /** 256 random bits, base64url without padding: 43 characters (RFC 7636 §4.1). */
 export function randomToken() {
@@ -180,11 +196,53 @@ export function describePlan(requests, codeCount, seeding) {
  * not spin through empty iterations for the rest of the duration.
  */
 export function sendNext(requests, codes) {
+  const next = nextRequest(requests, codes);
+  if (next === null) return;
+  const res = http.post(TOKEN_URL, next.body, PARAMS[next.kind]);
+  record(next.kind, check(res, CHECKS[next.kind], TAGS[next.kind]));
+}
+
+// This VU's DPoP key (each VU is one client, on its own connection), made
+// on its first iteration.
+let proofKey = null;
+
+/**
+ * sendNext with a DPoP proof of its own on every request (redeem-dpop.js):
+ * ES256 with this VU's key, a fresh jti, iat now, for POST {ISSUER}/oauth/token.
+ * A redemption must come back with token_type DPoP. The proof is signed in
+ * the iteration but before the request, so http_req_duration does not
+ * include it (the iteration's duration does).
+ */
+export async function sendNextDpop(requests, codes) {
+  const next = nextRequest(requests, codes);
+  if (next === null) return;
+  const subtle = webCrypto();
+  if (proofKey === null) proofKey = await generateProofKey(subtle);
+  const proof = await dpopProof(subtle, proofKey, { htu: DPOP_HTU, jti: randomToken() });
+  const params = Object.assign({}, PARAMS[next.kind], { headers: Object.assign({ DPoP: proof }, FORM) });
+  const res = http.post(TOKEN_URL, next.body, params);
+  record(next.kind, check(res, DPOP_CHECKS[next.kind], TAGS[next.kind]));
+}
+
+/** k6's WebCrypto (the global `crypto`; this module's `crypto` is k6/crypto). */
+function webCrypto() {
+  const subtle = globalThis.crypto && globalThis.crypto.subtle;
+  if (!subtle) {
+    throw new Error('this k6 has no WebCrypto (global crypto.subtle): redeem-dpop.js needs a k6 release that has it');
+  }
+  return subtle;
+}
+
+/**
+ * The next request of the plan as `{kind, body}`, or null (after counting
+ * codes_exhausted) when there is none left.
+ */
+function nextRequest(requests, codes) {
   const j = exec.scenario.iterationInTest;
   if (j >= requests.count) {
     codesExhausted.add(1);
     if (plan.closedLoop) sleep(1);
-    return;
+    return null;
   }
   const job = requests.get(j);
   const kind = job[0];
@@ -199,9 +257,10 @@ export function sendNext(requests, codes) {
     // A replay sends exactly what the code's redemption sent.
     body = formBody(seed);
   }
+  return { kind, body };
+}
 
-  const res = http.post(TOKEN_URL, body, PARAMS[kind]);
-  const passed = check(res, CHECKS[kind], TAGS[kind]);
+function record(kind, passed) {
   if (kind === REDEEM) {
     if (passed) redemptionsOk.add(1);
     else redemptionsFailed.add(1);
