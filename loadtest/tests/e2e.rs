@@ -16,7 +16,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 use token_endpoint_test_support::{
-    spawn_app, spawn_app_on, AppFiles, Backend, RedisCluster, TestApp,
+    free_port, spawn_app, spawn_app_on, AppFiles, Backend, RedisCluster, RedisServer, TestApp,
+    ISSUER,
 };
 
 const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
@@ -271,4 +272,238 @@ async fn a_cluster_is_seeded_and_every_code_redeems_once() {
     );
     assert!(stdout.contains("exactly once    PASS"), "{stdout}");
     assert_eq!(app.requests("success", "issued").await, 300.0);
+}
+
+/// `minimal-handler` in one of its modes, on a real `redis-server`; killed
+/// when dropped.
+struct MinimalHandler {
+    child: std::process::Child,
+    address: String,
+    redis: RedisServer,
+    _files: AppFiles,
+}
+
+impl MinimalHandler {
+    async fn start(mode: &str) -> Self {
+        let redis = RedisServer::start();
+        let files = AppFiles::new();
+        let address = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_minimal-handler"))
+            .env("MINIMAL_BIND", &address)
+            .env("MINIMAL_MODE", mode)
+            .env("TOKEN_ENDPOINT_REDIS_URL", redis.url())
+            .env("TOKEN_ENDPOINT_SIGNING_KEYS", &files.es256_key)
+            .env("TOKEN_ENDPOINT_WORKERS", "2")
+            .env("TOKEN_ENDPOINT_ISSUER", ISSUER)
+            .spawn()
+            .expect("start minimal-handler");
+        let handler = Self {
+            child,
+            address: format!("http://{address}"),
+            redis,
+            _files: files,
+        };
+        // Ready when /readyz answers; a handler that exited fails here.
+        let http = reqwest::Client::new();
+        for _ in 0..200 {
+            if http
+                .get(format!("{}/readyz", handler.address))
+                .send()
+                .await
+                .is_ok()
+            {
+                return handler;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("minimal-handler ({mode}) did not answer /readyz");
+    }
+}
+
+impl Drop for MinimalHandler {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// Each reference mode of `minimal-handler` keeps the scenario's promise
+/// under load with the mix: every code redeemed exactly once, a wrong
+/// verifier consumes nothing (checked modes), and with DPoP every proof
+/// verifies and every token comes back bound. `getdel` checks nothing, so
+/// it runs without the mix.
+#[tokio::test]
+async fn every_minimal_handler_mode_redeems_each_code_exactly_once() {
+    for (mode, extra) in [
+        ("getdel", vec![]),
+        (
+            "checked",
+            vec!["--mix", "replay=0.1,wrong_verifier=0.05,unknown=0.05"],
+        ),
+        (
+            "dpop",
+            vec![
+                "--mix",
+                "replay=0.1,wrong_verifier=0.05,unknown=0.05",
+                "--dpop",
+                "--issuer",
+                ISSUER,
+                "--dpop-keys",
+                "3",
+            ],
+        ),
+    ] {
+        let handler = MinimalHandler::start(mode).await;
+        let dir = tempfile::tempdir().expect("dir");
+        let json = dir.path().join("summary.json");
+        let mut list = vec![
+            "run",
+            "--target",
+            &handler.address,
+            "--client-id",
+            "loadtest",
+            "--codes",
+            "300",
+            "--connections",
+            "8",
+            "--json",
+            json.to_str().expect("utf-8 path"),
+            "--quiet",
+        ];
+        let url = handler.redis.url();
+        list.extend(["--redis-url", &url]);
+        list.extend(extra);
+        let output = loadgen(args(&list)).await;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{mode}: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let s = summary(&json);
+        assert_eq!(s["passed"], true, "{mode}");
+        assert_eq!(s["codes_redeemed_more_than_once"], 0, "{mode}");
+        assert_eq!(s["dpop"].is_object(), mode == "dpop", "{mode}");
+        if mode != "getdel" {
+            let count = |key: &str| s["statuses"][key].as_u64().unwrap_or(0);
+            assert_eq!(count("redeem 200") + count("replay 200"), 300, "{mode}");
+            assert!(count("wrong_verifier 400") > 0, "{mode}: {}", s["statuses"]);
+        }
+    }
+}
+
+/// What `print-dpop-proof.mjs` prints: proofs made by the k6 variant's own
+/// builder (k6/lib/dpop.js) from one key.
+struct NodeProofs {
+    jkt: String,
+    proofs: Vec<String>,
+}
+
+fn node_proofs(htu: &str, count: usize) -> NodeProofs {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("k6/print-dpop-proof.mjs");
+    let node = Command::new("node")
+        .arg(&script)
+        .arg(htu)
+        .arg(count.to_string())
+        .output()
+        .expect("node runs (Node.js 20+ is needed for the k6 DPoP proof check)");
+    assert!(node.status.success(), "{node:?}");
+    let printed: Value = serde_json::from_slice(&node.stdout).expect("JSON");
+    NodeProofs {
+        jkt: printed["jkt"].as_str().expect("jkt").to_owned(),
+        proofs: printed["proofs"]
+            .as_array()
+            .expect("proofs")
+            .iter()
+            .map(|p| p.as_str().expect("proof").to_owned())
+            .collect(),
+    }
+}
+
+/// The claims of a JWT, unverified (the minter's own tests verify them).
+fn jwt_claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+/// Codes seeded as `loadgen seed` writes them, and the form that redeems each.
+async fn seeded_forms(redis_url: &str, client_id: &str, count: usize) -> Vec<String> {
+    let dir = tempfile::tempdir().expect("dir");
+    let codes = dir.path().join("codes.ndjson");
+    let seeded = loadgen(args(&[
+        "seed",
+        "--redis-url",
+        redis_url,
+        "--client-id",
+        client_id,
+        "--codes",
+        &count.to_string(),
+        "--out",
+        codes.to_str().expect("utf-8 path"),
+    ]))
+    .await;
+    assert!(seeded.status.success(), "{seeded:?}");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("k6/check-seed-file.mjs");
+    let node = Command::new("node")
+        .arg(&script)
+        .arg(&codes)
+        .output()
+        .expect("node runs");
+    assert!(node.status.success(), "{node:?}");
+    String::from_utf8(node.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A proof from the k6 builder, sent to `token_url` with `form`: the
+/// status, and the answer's JSON.
+async fn redeem_with_proof(token_url: &str, form: &str, proof: Option<&str>) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .post(token_url)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form.to_owned());
+    if let Some(proof) = proof {
+        request = request.header("DPoP", proof);
+    }
+    let answer = request.send().await.expect("answer");
+    let status = answer.status().as_u16();
+    (status, answer.json().await.expect("JSON answer"))
+}
+
+/// The k6 DPoP variant's proofs (k6/lib/dpop.js, run by Node) against
+/// `minimal-handler`'s DPoP mode: a proof binds the tokens to its key
+/// (`cnf.jkt` is the builder's thumbprint); the same proof again is refused
+/// and does not consume the code it came with; a request without a proof is
+/// refused.
+#[tokio::test]
+async fn k6_proofs_bind_the_minimal_handlers_tokens_once() {
+    let handler = MinimalHandler::start("dpop").await;
+    let forms = seeded_forms(&handler.redis.url(), "loadtest", 2).await;
+    let node = node_proofs(&format!("{ISSUER}/oauth/token"), 2);
+    let token_url = format!("{}/oauth/token", handler.address);
+
+    let (status, answer) = redeem_with_proof(&token_url, &forms[0], Some(&node.proofs[0])).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["token_type"], "DPoP");
+    let access = answer["access_token"].as_str().expect("access token");
+    assert_eq!(jwt_claims(access)["cnf"]["jkt"], node.jkt.as_str());
+
+    let (status, answer) = redeem_with_proof(&token_url, &forms[1], Some(&node.proofs[0])).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("invalid_dpop_proof"))
+    );
+    let (status, answer) = redeem_with_proof(&token_url, &forms[1], None).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("invalid_dpop_proof"))
+    );
+    let (status, answer) = redeem_with_proof(&token_url, &forms[1], Some(&node.proofs[1])).await;
+    assert_eq!(status, 200, "the refused proofs left the code: {answer}");
 }
