@@ -265,6 +265,7 @@ async fn checked_take(
         redirect_uri: redirect_uri.as_deref(),
         verifier: &verifier,
         allow_plain: false,
+        dpop_jkt: proof.map(|p| p.jkt.as_str()),
     };
     check(&record, &presented).map_err(|_| refused("invalid_grant"))?;
     // The service's used marker: `<grant_id> <expiry> <digest> <client_id>`.
@@ -382,15 +383,17 @@ fn verify_proof(request: &HttpRequest, settings: &DpopSettings) -> Result<Proof,
         r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
         jwk.x, jwk.y
     );
-    let jkt = URL_SAFE_NO_PAD.encode(digest(&SHA256, members.as_bytes()));
-    // Keyed on the key and the jti together: two clients may pick one jti.
-    let mut replay = jkt.clone();
-    replay.push(' ');
-    replay.push_str(&claims.jti);
-    let hash = URL_SAFE_NO_PAD.encode(digest(&SHA256, replay.as_bytes()));
+    let thumbprint = digest(&SHA256, members.as_bytes());
+    // Keyed on the key and the jti together (two clients may pick one jti),
+    // as the service keys it: the first 128 bits of SHA-256(thumbprint || jti).
+    let mut replay = ring::digest::Context::new(&SHA256);
+    replay.update(thumbprint.as_ref());
+    replay.update(claims.jti.as_bytes());
+    let replay = replay.finish();
+    let hash = URL_SAFE_NO_PAD.encode(replay.as_ref().get(..16).ok_or("short digest")?);
     Ok(Proof {
         replay_key: format!("{KEY_PREFIX}dpop:{hash}"),
-        jkt,
+        jkt: URL_SAFE_NO_PAD.encode(thumbprint),
     })
 }
 
