@@ -476,34 +476,144 @@ async fn redeem_with_proof(token_url: &str, form: &str, proof: Option<&str>) -> 
     (status, answer.json().await.expect("JSON answer"))
 }
 
-/// The k6 DPoP variant's proofs (k6/lib/dpop.js, run by Node) against
-/// `minimal-handler`'s DPoP mode: a proof binds the tokens to its key
-/// (`cnf.jkt` is the builder's thumbprint); the same proof again is refused
-/// and does not consume the code it came with; a request without a proof is
-/// refused.
-#[tokio::test]
-async fn k6_proofs_bind_the_minimal_handlers_tokens_once() {
-    let handler = MinimalHandler::start("dpop").await;
-    let forms = seeded_forms(&handler.redis.url(), "loadtest", 2).await;
+/// Two proofs of the k6 builder against `token_url`, with the codes of
+/// `forms`: the first binds the tokens to its key (`cnf.jkt` is the
+/// builder's thumbprint); sent again it is refused, and does not consume
+/// the code it came with, which the second proof then redeems.
+async fn k6_proofs_bind_once(token_url: &str, forms: &[String]) {
     let node = node_proofs(&format!("{ISSUER}/oauth/token"), 2);
-    let token_url = format!("{}/oauth/token", handler.address);
-
-    let (status, answer) = redeem_with_proof(&token_url, &forms[0], Some(&node.proofs[0])).await;
+    let (status, answer) = redeem_with_proof(token_url, &forms[0], Some(&node.proofs[0])).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["token_type"], "DPoP");
     let access = answer["access_token"].as_str().expect("access token");
     assert_eq!(jwt_claims(access)["cnf"]["jkt"], node.jkt.as_str());
 
-    let (status, answer) = redeem_with_proof(&token_url, &forms[1], Some(&node.proofs[0])).await;
+    let (status, answer) = redeem_with_proof(token_url, &forms[1], Some(&node.proofs[0])).await;
     assert_eq!(
         (status, answer["error"].as_str()),
         (400, Some("invalid_dpop_proof"))
     );
-    let (status, answer) = redeem_with_proof(&token_url, &forms[1], None).await;
+    let (status, answer) = redeem_with_proof(token_url, &forms[1], Some(&node.proofs[1])).await;
+    assert_eq!(status, 200, "the refused proof left the code: {answer}");
+    assert_eq!(answer["token_type"], "DPoP");
+}
+
+/// The k6 DPoP variant's proofs (k6/lib/dpop.js, run by Node) against the
+/// service: bound tokens, a proof accepted once.
+#[tokio::test]
+async fn k6_proofs_bind_the_services_tokens_once() {
+    let app = spawn_app(Backend::Redis).await;
+    let forms = seeded_forms(&redis_url(&app), "public-app", 2).await;
+    k6_proofs_bind_once(&app.token_url(), &forms).await;
+}
+
+/// The same against `minimal-handler`'s DPoP mode, which also refuses a
+/// request without a proof (it is the reference for DPoP requests only).
+#[tokio::test]
+async fn k6_proofs_bind_the_minimal_handlers_tokens_once() {
+    let handler = MinimalHandler::start("dpop").await;
+    let forms = seeded_forms(&handler.redis.url(), "loadtest", 3).await;
+    let token_url = format!("{}/oauth/token", handler.address);
+    let (status, answer) = redeem_with_proof(&token_url, &forms[2], None).await;
     assert_eq!(
         (status, answer["error"].as_str()),
         (400, Some("invalid_dpop_proof"))
     );
-    let (status, answer) = redeem_with_proof(&token_url, &forms[1], Some(&node.proofs[1])).await;
-    assert_eq!(status, 200, "the refused proofs left the code: {answer}");
+    k6_proofs_bind_once(&token_url, &forms).await;
+}
+
+/// `loadgen run --dpop` against the service, with the mix: every request
+/// carries a proof of its own, every code gets tokens exactly once, and
+/// every token is bound (a bearer answer would fail the run); the service
+/// counts each issue.
+#[tokio::test]
+async fn a_dpop_run_gets_bound_tokens_for_every_code_exactly_once() {
+    let app = spawn_app(Backend::Redis).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let json = dir.path().join("summary.json");
+    let output = loadgen(args(&[
+        "run",
+        "--target",
+        &app.address,
+        "--redis-url",
+        &redis_url(&app),
+        "--client-id",
+        "public-app",
+        "--codes",
+        "400",
+        "--connections",
+        "8",
+        "--mix",
+        "replay=0.1,wrong_verifier=0.05,unknown=0.05",
+        "--dpop",
+        "--issuer",
+        ISSUER,
+        "--json",
+        json.to_str().expect("utf-8 path"),
+        "--quiet",
+    ]))
+    .await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let s = summary(&json);
+    assert_eq!(s["passed"], true);
+    assert_eq!(s["dpop"]["htu"], format!("{ISSUER}/oauth/token"));
+    let count = |key: &str| s["statuses"][key].as_u64().unwrap_or(0);
+    assert_eq!(count("redeem 200") + count("replay 200"), 400);
+    for refused in ["replay 400", "wrong_verifier 400", "unknown 400"] {
+        assert!(count(refused) > 0, "no {refused} in {}", s["statuses"]);
+    }
+    assert_eq!(app.requests("success", "issued").await, 400.0);
+}
+
+/// Proofs for another issuer's token endpoint are refused before the take:
+/// the run fails with every redemption refused, and the same codes then
+/// redeem, each once, with proofs for this service.
+#[tokio::test]
+async fn a_dpop_run_with_the_wrong_htu_fails_and_consumes_nothing() {
+    let app = spawn_app(Backend::Redis).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let codes = dir.path().join("codes.ndjson");
+    let json = dir.path().join("summary.json");
+    let seeded = loadgen(args(&[
+        "seed",
+        "--redis-url",
+        &redis_url(&app),
+        "--client-id",
+        "public-app",
+        "--codes",
+        "20",
+        "--out",
+        codes.to_str().expect("utf-8 path"),
+    ]))
+    .await;
+    assert!(seeded.status.success(), "{seeded:?}");
+    for (issuer, passed) in [("https://elsewhere.test", false), (ISSUER, true)] {
+        let output = loadgen(args(&[
+            "run",
+            "--target",
+            &app.address,
+            "--codes-file",
+            codes.to_str().expect("utf-8 path"),
+            "--connections",
+            "4",
+            "--dpop",
+            "--issuer",
+            issuer,
+            "--json",
+            json.to_str().expect("utf-8 path"),
+            "--quiet",
+        ]))
+        .await;
+        assert_eq!(output.status.success(), passed, "{issuer}: {output:?}");
+        let s = summary(&json);
+        assert_eq!(s["passed"], passed, "{issuer}");
+        let status = if passed { "redeem 200" } else { "redeem 400" };
+        assert_eq!(s["statuses"][status], 20, "{issuer}: {}", s["statuses"]);
+    }
+    assert_eq!(app.requests("success", "issued").await, 20.0);
 }
