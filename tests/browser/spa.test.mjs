@@ -16,11 +16,13 @@ import {
   DEMO_PORTS,
   checkPrerequisites,
   freePort,
+  jwkThumbprint,
   launchBrowser,
   serveSpa,
   signIn as signInWith,
   spaRegistry,
   startService,
+  storedDpopKey,
 } from "./support.mjs";
 
 const work = mkdtempSync(join(tmpdir(), "token-endpoint-browser-"));
@@ -141,7 +143,7 @@ test("from an origin the client does not allow, the answer cannot be read and th
   await page.close();
 });
 
-test("the README's browser walk-through: the example on a demo origin against the zero-configuration demo", async () => {
+test("the README's browser walk-through: the example on a demo origin against the zero-configuration demo, with and without DPoP", async () => {
   let port;
   for (const candidate of DEMO_PORTS) {
     try {
@@ -159,6 +161,18 @@ test("the README's browser walk-through: the example on a demo origin against th
     assert.equal(status, "signed in", `the page says: ${error}\n${demo.log()}`);
     assert.equal(JSON.parse(access).claims.client_id, "demo");
     await page.close();
+    // The README's DPoP switch (?dpop=1), in a context of its own (no key yet);
+    // what DPoP must do is dpop.test.mjs's.
+    const context = await browser.createBrowserContext();
+    try {
+      const dpop = await signInWith(context, `http://localhost:${port}`, demo.url, "demo", { dpop: "1" });
+      assert.equal(dpop.status, "signed in", `the page says: ${dpop.error}\n${demo.log()}`);
+      assert.equal(JSON.parse(dpop.response).token_type, "DPoP");
+      const jkt = jwkThumbprint((await storedDpopKey(dpop.page, "demo")).publicJwk);
+      assert.deepEqual(JSON.parse(dpop.access).claims.cnf, { jkt });
+    } finally {
+      await context.close();
+    }
   } finally {
     demo.child.kill();
     spa.close();

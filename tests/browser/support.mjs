@@ -205,7 +205,10 @@ export async function signIn(target, origin, authority, clientId, query = {}) {
 
 /** A JWT's (or JWS's) header and claims, decoded, not verified. */
 export function decodeJwt(jwt) {
-  const [header, claims] = jwt.split(".").map((part) => JSON.parse(Buffer.from(part, "base64url")));
+  const [header, claims] = jwt
+    .split(".")
+    .slice(0, 2)
+    .map((part) => JSON.parse(Buffer.from(part, "base64url")));
   return { header, claims };
 }
 
