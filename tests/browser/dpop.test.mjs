@@ -283,7 +283,7 @@ test("a code bound with dpop_jkt does not redeem with another key: invalid_grant
   await page.setRequestInterception(true);
   page.on("request", hold);
   await page.click("#sign-in");
-  await page.waitForFunction(() => document.title === "held", { timeout: 20_000 });
+  await page.waitForFunction(() => document.title === "held", { polling: "mutation", timeout: 20_000 });
   page.off("request", hold);
   await page.setRequestInterception(false);
   const bound = seen.authorize[0]?.searchParams.get("dpop_jkt");

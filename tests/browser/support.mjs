@@ -167,12 +167,25 @@ export async function openSpa(target, origin, authority, clientId, query = {}) {
   return { page, seen };
 }
 
-/** What the page says once it settled: "signed in" or "error", and what it shows. */
+/**
+ * What the page says once it settled: "signed in" or "error", and what it
+ * shows. The time limit only turns a hang into a failure that says where
+ * the page stopped.
+ */
 export async function settled(page) {
-  await page.waitForFunction(
-    () => ["signed in", "error"].includes(document.getElementById("status").textContent),
-    { timeout: 20_000 },
-  );
+  try {
+    await page.waitForFunction(
+      () => ["signed in", "error"].includes(document.getElementById("status")?.textContent),
+      // Checked on each document and at each DOM change, not on animation
+      // frames (the default), which a loaded headless Chromium may not run.
+      { polling: "mutation", timeout: 20_000 },
+    );
+  } catch (error) {
+    const where = await page
+      .evaluate(() => `${location.href}: ${document.getElementById("status")?.textContent} ${document.getElementById("error")?.textContent}`)
+      .catch((e) => String(e));
+    throw new Error(`${error.message}; the page is at ${where}`);
+  }
   return page.evaluate(() => ({
     status: document.getElementById("status").textContent,
     error: document.getElementById("error").textContent,
