@@ -28,6 +28,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures::stream::{self, StreamExt};
 use token_endpoint::clients::ClientRegistry;
 use token_endpoint::contract::frontend::{prepare, Grant};
+use token_endpoint::dpop::jwk::Alg;
+use token_endpoint::dpop::{DpopPolicy, NonceMode};
 use token_endpoint::grant::abuse::{AuthFailureLimiter, AuthLimits};
 use token_endpoint::grant::request::{TokenForm, TokenRequest};
 use token_endpoint::grant::Redeemer;
@@ -79,6 +81,14 @@ impl Bench {
                 minter,
                 metrics,
                 Arc::new(AuthFailureLimiter::new(AuthLimits::default())),
+                DpopPolicy::new(
+                    vec![Alg::Es256, Alg::EdDsa],
+                    60,
+                    5,
+                    NonceMode::Off,
+                    "https://id.example/oauth/token",
+                )
+                .expect("a valid token endpoint URL"),
             ),
             runtime,
         }

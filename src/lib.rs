@@ -40,6 +40,7 @@
 pub mod clients;
 pub mod config;
 pub mod contract;
+pub mod dpop;
 pub mod grant;
 pub mod http;
 pub mod metrics;

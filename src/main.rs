@@ -103,6 +103,10 @@ struct IssueCode {
     /// The PKCE method the code is bound with.
     #[arg(long, value_enum, default_value_t = Method::S256)]
     method: Method,
+    /// Bind the code to this DPoP key (RFC 9449 §10): its JWK SHA-256
+    /// thumbprint, as the authorization request's dpop_jkt carried it.
+    #[arg(long)]
+    dpop_jkt: Option<String>,
     /// Code lifetime in seconds, 1 to 3600, on every store (the bound of
     /// the embedded default's POST /dev/codes).
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -273,6 +277,14 @@ async fn issue_code(args: IssueCode) -> Result<(), CliError> {
             why: format!("is not a JSON object: {e}"),
         })?),
     };
+    if let Some(jkt) = &args.dpop_jkt {
+        if !token_endpoint::dpop::is_thumbprint(jkt) {
+            return Err(CliError::Argument {
+                option: "--dpop-jkt".into(),
+                why: "is not a JWK SHA-256 thumbprint (43 characters of base64url, RFC 9449 section 10)".into(),
+            });
+        }
+    }
     let resource = match args.resource.len() {
         0 => None,
         1 => args.resource.first().cloned().map(Resource::One),
@@ -289,6 +301,7 @@ async fn issue_code(args: IssueCode) -> Result<(), CliError> {
         amr: (!args.amr.is_empty()).then(|| args.amr.clone()),
         claims,
         resource,
+        dpop_jkt: args.dpop_jkt.clone(),
         code_challenge_method: method,
     };
     if matches!(args.format, Format::Env) && args.count != 1 {

@@ -9,6 +9,8 @@ use crate::clients::ClientRegistry;
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 
 use crate::config::{ConfigError, DevEndpoints, RedisFiles, Settings, StoreSettings};
+use crate::dpop::nonce::Nonces;
+use crate::dpop::{DpopPolicy, NonceMode};
 use crate::grant::abuse::AuthFailureLimiter;
 use crate::grant::Redeemer;
 use crate::metrics::Metrics;
@@ -242,7 +244,57 @@ pub async fn build(settings: &Settings) -> Result<Redeemer, ConfigError> {
 
     let limiter = Arc::new(AuthFailureLimiter::new(settings.limits.auth));
     limiter.spawn_sweeper(Duration::from_secs(10));
-    Ok(Redeemer::new(store, clients, minter, metrics, limiter))
+    let dpop = dpop_policy(settings)?;
+    Ok(Redeemer::new(
+        store, clients, minter, metrics, limiter, dpop,
+    ))
+}
+
+/// How DPoP proofs are checked: the settings, the token endpoint's URL as
+/// discovery advertises it, and the nonce key, read from its file (or made
+/// for this process on the embedded store).
+pub fn dpop_policy(settings: &Settings) -> Result<DpopPolicy, ConfigError> {
+    const SECRET: &str = "TOKEN_ENDPOINT_DPOP_NONCE_SECRET_FILE";
+    let dpop = &settings.dpop;
+    let nonce = match &dpop.nonce {
+        None => NonceMode::Off,
+        Some(nonce) => {
+            let secret = match &nonce.secret_file {
+                Some(path) => {
+                    warn_if_exposed(path);
+                    let secret = std::fs::read(path).map_err(|e| {
+                        ConfigError::new(SECRET, format!("cannot read {}: {e}", path.display()))
+                    })?;
+                    if secret.len() < 32 {
+                        return Err(ConfigError::new(
+                            SECRET,
+                            format!(
+                                "{} holds {} bytes; a nonce key needs at least 32 (head -c 32 /dev/urandom | base64)",
+                                path.display(),
+                                secret.len()
+                            ),
+                        ));
+                    }
+                    secret
+                }
+                None => {
+                    let mut secret = vec![0u8; 32];
+                    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+                        .map_err(|_| ConfigError::new(SECRET, "the system RNG failed"))?;
+                    secret
+                }
+            };
+            NonceMode::Required(Nonces::new(&secret, nonce.step_secs))
+        }
+    };
+    DpopPolicy::new(
+        dpop.algorithms.clone(),
+        dpop.max_age_secs,
+        dpop.max_future_secs,
+        nonce,
+        &format!("{}/oauth/token", settings.issuer),
+    )
+    .map_err(|e| ConfigError::new("TOKEN_ENDPOINT_ISSUER", e))
 }
 
 /// Settings that are allowed but dangerous, said once at start-up.

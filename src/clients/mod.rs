@@ -98,6 +98,9 @@ pub struct Client {
     pub auth: ClientAuth,
     /// Whether codes bound with the `plain` PKCE method may be redeemed.
     pub allow_plain_pkce: bool,
+    /// RFC 9449 §5.2 `dpop_bound_access_tokens`: every token request must
+    /// carry a DPoP proof, so its tokens are always bound to a key.
+    pub dpop_bound_access_tokens: bool,
     /// The access token's `aud` when the code carries no `resource`.
     pub audience: Vec<String>,
     /// What a code's `resource` (RFC 8707) may name: the entries of
@@ -188,6 +191,8 @@ struct ClientEntry {
     client_secret_sha256: Option<String>,
     #[serde(default)]
     allow_plain_pkce: bool,
+    #[serde(default)]
+    dpop_bound_access_tokens: bool,
     audience: Audience,
     #[serde(default = "default_lifetime")]
     access_token_lifetime: u64,
@@ -290,6 +295,7 @@ impl ClientRegistry {
             client_id: client_id.into(),
             auth,
             allow_plain_pkce: false,
+            dpop_bound_access_tokens: false,
             audience: vec!["https://api.example.com".into()],
             resource_indicators: vec!["https://api.example.com".into()],
             allowed_cors_origins: if browser {
@@ -514,6 +520,7 @@ impl ClientEntry {
             client_id: self.client_id,
             auth,
             allow_plain_pkce: self.allow_plain_pkce,
+            dpop_bound_access_tokens: self.dpop_bound_access_tokens,
             audience,
             id_token_alg,
         })

@@ -126,6 +126,36 @@ pub const SETTINGS: &[SettingDoc] = &[
         meaning: "advertised in the discovery document: an `https://` URL with a host and no fragment (`http://` where the issuer may be)",
     },
     SettingDoc {
+        name: "TOKEN_ENDPOINT_DPOP_SIGNING_ALGS",
+        default: "`ES256,EdDSA`",
+        meaning: "the algorithms a DPoP proof may be signed with (RFC 9449), comma-separated, from ES256, EdDSA, RS256 and PS256; discovery's `dpop_signing_alg_values_supported` ([docs/dpop.md](dpop.md))",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_DPOP_PROOF_MAX_AGE_SECS",
+        default: "`60`",
+        meaning: "how old a DPoP proof's `iat` may be, in seconds (1–600); a proof's replay key is kept this long plus the next setting",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_DPOP_PROOF_MAX_FUTURE_SECS",
+        default: "`5`",
+        meaning: "how far ahead of this clock a DPoP proof's `iat` may be, in seconds (0–60): the clock skew tolerated",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_DPOP_NONCE",
+        default: "`off`",
+        meaning: "`required`: every DPoP proof must carry a server nonce (RFC 9449 §8); a proof without a live one is answered `use_dpop_nonce` with a `DPoP-Nonce` header, and nothing is consumed",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_DPOP_NONCE_SECRET_FILE",
+        default: "unset: random per process on the embedded store; **required** with Redis when nonces are required",
+        meaning: "a file holding the nonce key, at least 32 bytes, the same on every replica (a mounted Kubernetes Secret; `head -c 32 /dev/urandom | base64`), so that any replica accepts any replica's nonce",
+    },
+    SettingDoc {
+        name: "TOKEN_ENDPOINT_DPOP_NONCE_STEP_SECS",
+        default: "`60`",
+        meaning: "a nonce's time step, in seconds (2–3600): a nonce is accepted during its step and both neighbours, so it lives one to two steps",
+    },
+    SettingDoc {
         name: "TOKEN_ENDPOINT_CORS_MAX_AGE_SECS",
         default: "`7200`",
         meaning: "`Access-Control-Max-Age` of a CORS preflight (0–86400); 7200 is the most Chromium honours, and a preflight grants nothing by itself ([docs/browser-apps.md](browser-apps.md))",

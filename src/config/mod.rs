@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use crate::dpop::jwk::Alg;
 use crate::grant::abuse::AuthLimits;
 use crate::store::{KeySpace, RedisTopology};
 
@@ -128,6 +129,39 @@ pub struct Settings {
     /// How long a browser may cache a CORS preflight of the token endpoint
     /// (`TOKEN_ENDPOINT_CORS_MAX_AGE_SECS`).
     pub cors_max_age: Duration,
+    /// How DPoP proofs are checked (RFC 9449).
+    pub dpop: DpopSettings,
+}
+
+/// The DPoP settings, as configured (the policy is built from them with the
+/// issuer and, where nonces are required, the nonce key's file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DpopSettings {
+    /// `TOKEN_ENDPOINT_DPOP_SIGNING_ALGS`, in the order given.
+    pub algorithms: Vec<Alg>,
+    pub max_age_secs: u64,
+    pub max_future_secs: u64,
+    /// `None`: nonces are off.
+    pub nonce: Option<NonceSettings>,
+}
+
+/// Server nonces, required.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NonceSettings {
+    /// `None`: a random key for this process (the embedded store only).
+    pub secret_file: Option<PathBuf>,
+    pub step_secs: u64,
+}
+
+impl Default for DpopSettings {
+    fn default() -> Self {
+        Self {
+            algorithms: vec![Alg::Es256, Alg::EdDsa],
+            max_age_secs: 60,
+            max_future_secs: 5,
+            nonce: None,
+        }
+    }
 }
 
 /// Bounds on what one client, or all of them, can make the service hold.
@@ -448,8 +482,11 @@ impl Settings {
         // time a browser keeps it costs no safety and saves a round trip.
         let cors_max_age = vars.seconds("TOKEN_ENDPOINT_CORS_MAX_AGE_SECS", 7200, 0..=86_400)?;
 
+        let dpop = Self::dpop(&vars, production)?;
+
         Ok(Self {
             cors_max_age,
+            dpop,
             dev_endpoints,
             bind,
             tls,
@@ -626,6 +663,87 @@ impl Settings {
             ));
         }
         Ok(files)
+    }
+
+    /// RFC 9449's knobs. 60 s of age is what a client that signs a proof
+    /// right before sending it needs, with room for a slow network, and
+    /// what node-oidc-provider and Keycloak default to; 5 s ahead tolerates
+    /// a client clock a little fast without letting a proof be made for
+    /// later use. A client whose clock is further off is served by nonces
+    /// (docs/dpop.md).
+    fn dpop<F: Fn(&str) -> Option<String>>(
+        vars: &Vars<F>,
+        production: bool,
+    ) -> Result<DpopSettings, ConfigError> {
+        const ALGS: &str = "TOKEN_ENDPOINT_DPOP_SIGNING_ALGS";
+        const SECRET: &str = "TOKEN_ENDPOINT_DPOP_NONCE_SECRET_FILE";
+        const STEP: &str = "TOKEN_ENDPOINT_DPOP_NONCE_STEP_SECS";
+        let algorithms = match vars.get(ALGS)? {
+            None => DpopSettings::default().algorithms,
+            Some(list) => {
+                let mut algorithms = Vec::new();
+                for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    let alg = Alg::named(name).ok_or_else(|| {
+                        ConfigError::new(
+                            ALGS,
+                            format!("{name:?} is not one of ES256, EdDSA, RS256, PS256 (names are case-sensitive)"),
+                        )
+                    })?;
+                    if algorithms.contains(&alg) {
+                        return Err(ConfigError::new(ALGS, format!("{name} is listed twice")));
+                    }
+                    algorithms.push(alg);
+                }
+                if algorithms.is_empty() {
+                    return Err(ConfigError::new(ALGS, "names no algorithm"));
+                }
+                algorithms
+            }
+        };
+        let max_age_secs = vars.number(
+            "TOKEN_ENDPOINT_DPOP_PROOF_MAX_AGE_SECS",
+            60,
+            1..=600,
+            "seconds",
+        )?;
+        let max_future_secs = vars.number(
+            "TOKEN_ENDPOINT_DPOP_PROOF_MAX_FUTURE_SECS",
+            5,
+            0..=60,
+            "seconds",
+        )?;
+        let nonce = match vars.choice("TOKEN_ENDPOINT_DPOP_NONCE", &["off", "required"])? {
+            Some("required") => {
+                let secret_file = vars.get(SECRET)?.map(PathBuf::from);
+                if production && secret_file.is_none() {
+                    return Err(ConfigError::new(
+                        SECRET,
+                        "is required with TOKEN_ENDPOINT_DPOP_NONCE=required and Redis: every replica must accept the nonces of every other, so they share the key",
+                    ));
+                }
+                Some(NonceSettings {
+                    secret_file,
+                    step_secs: vars.number(STEP, 60, 2..=3600, "seconds")?,
+                })
+            }
+            _ => {
+                for name in [SECRET, STEP] {
+                    if vars.is_set(name)? {
+                        return Err(ConfigError::new(
+                            name,
+                            "is set but nonces are off: set TOKEN_ENDPOINT_DPOP_NONCE=required, or unset it",
+                        ));
+                    }
+                }
+                None
+            }
+        };
+        Ok(DpopSettings {
+            algorithms,
+            max_age_secs,
+            max_future_secs,
+            nonce,
+        })
     }
 
     /// The abuse limits. The connection cap is shared out equally among the

@@ -32,6 +32,8 @@ pub struct AuthorizationParams {
     pub code_challenge_method: Option<String>,
     /// RFC 8707: may be repeated.
     pub resource: Vec<String>,
+    /// RFC 9449 §10: the thumbprint of the DPoP key the code is bound to.
+    pub dpop_jkt: Option<String>,
 }
 
 /// Why a request cannot be answered with a redirect: without a registered
@@ -94,6 +96,8 @@ pub enum AuthorizeError {
     Challenge(ChallengeError),
     /// RFC 8707 §2: a resource the client may not have tokens for.
     Target(TargetMismatch),
+    /// A `dpop_jkt` that is not a SHA-256 JWK thumbprint.
+    DpopJkt,
 }
 
 impl AuthorizeError {
@@ -101,7 +105,9 @@ impl AuthorizeError {
     pub fn code(self) -> &'static str {
         match self {
             Self::UnsupportedResponseType => "unsupported_response_type",
-            Self::MissingChallenge | Self::Method(_) | Self::Challenge(_) => "invalid_request",
+            Self::MissingChallenge | Self::Method(_) | Self::Challenge(_) | Self::DpopJkt => {
+                "invalid_request"
+            }
             Self::Target(_) => "invalid_target",
         }
     }
@@ -117,6 +123,9 @@ impl fmt::Display for AuthorizeError {
             Self::Method(e) => e.fmt(f),
             Self::Challenge(e) => e.fmt(f),
             Self::Target(mismatch) => f.write_str(mismatch.description()),
+            Self::DpopJkt => f.write_str(
+                "dpop_jkt is not a JWK SHA-256 thumbprint (43 characters of base64url, RFC 9449 section 10)",
+            ),
         }
     }
 }
@@ -131,11 +140,12 @@ pub struct Authorization {
     nonce: Option<String>,
     resource: Option<Resource>,
     challenge: CodeChallenge,
+    dpop_jkt: Option<String>,
 }
 
 /// Whether `client` may be granted what `params` ask for. Checked in this
 /// order, the first failure answered: the response type, the presence of a
-/// challenge, its method, its syntax, then the resources.
+/// challenge, its method, its syntax, the resources, then `dpop_jkt`.
 pub fn check(
     client: &Client,
     params: &AuthorizationParams,
@@ -160,11 +170,19 @@ pub fn check(
     };
     check_resource(resource.as_ref(), &client.resource_indicators)
         .map_err(AuthorizeError::Target)?;
+    if params
+        .dpop_jkt
+        .as_deref()
+        .is_some_and(|jkt| !crate::dpop::is_thumbprint(jkt))
+    {
+        return Err(AuthorizeError::DpopJkt);
+    }
     Ok(Authorization {
         scope: params.scope.clone().unwrap_or_default(),
         nonce: params.nonce.clone(),
         resource,
         challenge,
+        dpop_jkt: params.dpop_jkt.clone(),
     })
 }
 
@@ -177,6 +195,7 @@ impl Authorization {
         grant.redirect_uri = Some(recipient.redirect_uri.to_owned());
         grant.nonce = self.nonce;
         grant.resource = self.resource;
+        grant.dpop_jkt = self.dpop_jkt;
         grant.code_challenge_method = self.challenge.method();
         (grant, self.challenge)
     }

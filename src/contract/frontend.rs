@@ -34,6 +34,10 @@ pub struct Grant {
     pub claims: Option<Map<String, Value>>,
     #[serde(default)]
     pub resource: Option<Resource>,
+    /// RFC 9449 §10: the authorization request's `dpop_jkt`, binding the
+    /// code to that DPoP key.
+    #[serde(default)]
+    pub dpop_jkt: Option<String>,
     /// `S256` unless the client was registered for `plain`.
     #[serde(default = "default_method")]
     pub code_challenge_method: ChallengeMethod,
@@ -56,6 +60,7 @@ impl Grant {
             amr: None,
             claims: None,
             resource: None,
+            dpop_jkt: None,
             code_challenge_method: ChallengeMethod::S256,
         }
     }
@@ -133,6 +138,7 @@ fn record(grant: Grant, code_challenge: String) -> CodeRecord {
         amr: grant.amr,
         claims: grant.claims,
         resource: grant.resource,
+        dpop_jkt: grant.dpop_jkt,
     }
 }
 

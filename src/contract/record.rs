@@ -40,6 +40,11 @@ pub struct CodeRecord {
     /// RFC 8707 resource indicator(s): the access token's audience.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<Resource>,
+    /// RFC 9449 §10: the `dpop_jkt` of the authorization request, the
+    /// thumbprint of the key the code is bound to. The redemption must
+    /// carry a DPoP proof of that key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 /// `resource`: one URI or several.
@@ -144,6 +149,8 @@ pub struct Presented<'a> {
     pub verifier: &'a CodeVerifier,
     /// Whether this client may redeem codes bound with the `plain` method.
     pub allow_plain: bool,
+    /// The thumbprint of the request's DPoP key, if it sent a proof.
+    pub dpop_jkt: Option<&'a str>,
 }
 
 /// A check that failed. The code is *not* consumed by any of these: someone
@@ -155,6 +162,11 @@ pub enum Mismatch {
     RedirectUri,
     PlainNotAllowed,
     Pkce,
+    /// The code is bound to a DPoP key (`dpop_jkt`) and the request sent
+    /// no proof.
+    DpopProofMissing,
+    /// The code is bound to another DPoP key than the proof's.
+    DpopKey,
 }
 
 /// The checks of RFC 6749 §4.1.3 and RFC 7636 §4.6, made before anything is
@@ -165,7 +177,10 @@ pub enum Mismatch {
 ///   carried one, and absent when it did not (the safer reading: a value we
 ///   cannot compare is refused);
 /// - the `plain` method is used only by clients allowed to;
-/// - the verifier answers the challenge (constant-time comparison).
+/// - the verifier answers the challenge (constant-time comparison);
+/// - a code bound to a DPoP key (RFC 9449 §10) comes with a proof of that
+///   key. Checked after PKCE, so only the holder of the verifier learns
+///   that the code is bound.
 pub fn check(record: &CodeRecord, presented: &Presented<'_>) -> Result<(), Mismatch> {
     if record.client_id != presented.client_id {
         return Err(Mismatch::Client);
@@ -182,6 +197,13 @@ pub fn check(record: &CodeRecord, presented: &Presented<'_>) -> Result<(), Misma
         &record.code_challenge,
     ) {
         return Err(Mismatch::Pkce);
+    }
+    if let Some(bound) = &record.dpop_jkt {
+        match presented.dpop_jkt {
+            None => return Err(Mismatch::DpopProofMissing),
+            Some(jkt) if jkt != bound => return Err(Mismatch::DpopKey),
+            Some(_) => {}
+        }
     }
     Ok(())
 }

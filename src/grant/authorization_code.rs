@@ -106,11 +106,16 @@ impl Grant for CodeGrant {
             redirect_uri: self.redirect_uri.as_deref(),
             verifier: &self.verifier,
             allow_plain: client.allow_plain_pkce,
+            dpop_jkt: match context.binding {
+                Binding::Dpop { jkt } => Some(jkt),
+                Binding::Bearer => None,
+            },
         };
         let take = TakeRequest {
             code: self.code.as_str(),
             validate: &|record| check(record, &presented),
             grant: &marker,
+            proof: context.proof,
         };
         let started = Instant::now();
         let outcome = redeemer.store.take(&take).await;
@@ -124,6 +129,11 @@ impl Grant for CodeGrant {
             Err(e) => {
                 redeemer.metrics.store_errors.inc();
                 tracing::error!(error = %e, "code store failed");
+                if let Some(claim) = context.proof {
+                    // Nothing was issued with this proof: the client's
+                    // retry, as the 503 asks, may send it again.
+                    redeemer.store.release_proof(claim).await;
+                }
                 return Err(TokenError::unavailable());
             }
         };
@@ -210,6 +220,17 @@ impl CodeGrant {
         match outcome {
             TakeOutcome::Taken(_) => TokenError::server_error(),
             TakeOutcome::Unknown => TokenError::unusable_code(Reason::UnknownCode),
+            TakeOutcome::ProofReplayed => {
+                tracing::warn!(
+                    security_event = "dpop_proof_replay",
+                    client_id,
+                    "a DPoP proof presented a second time: refused before the take, the code is left in place"
+                );
+                TokenError::new(
+                    Reason::DpopProofReplayed,
+                    "this DPoP proof was already used (its jti, for this key): make a new proof for each request (RFC 9449 section 11.1)",
+                )
+            }
             TakeOutcome::Replayed(marker)
                 if marker.is_owned_by(client_id, request.verifier.s256_challenge()) =>
             {
@@ -277,6 +298,14 @@ impl CodeGrant {
                     Mismatch::Pkce => TokenError::invalid_grant(
                         Reason::PkceMismatch,
                         "code_verifier does not match the code_challenge (RFC 7636 section 4.6)",
+                    ),
+                    Mismatch::DpopProofMissing => TokenError::invalid_grant(
+                        Reason::DpopKeyMismatch,
+                        "authorization code is bound to a DPoP key (dpop_jkt, RFC 9449 section 10): send a DPoP proof made with that key",
+                    ),
+                    Mismatch::DpopKey => TokenError::invalid_grant(
+                        Reason::DpopKeyMismatch,
+                        "the DPoP proof's key is not the one the authorization code is bound to (dpop_jkt, RFC 9449 section 10)",
                     ),
                 };
                 tracing::info!(

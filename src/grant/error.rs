@@ -76,11 +76,15 @@ macro_rules! reasons {
 //   missing, unknown, or malformed."
 // - `temporarily_unavailable` (503, RFC 6749 §4.1.2.1's code for an
 //   unavailable server, since §5.2 has none), with `Retry-After`.
+// - `invalid_dpop_proof` (RFC 9449 §5): "The DPoP proof JWT is invalid".
+// - `use_dpop_nonce` (RFC 9449 §8): the proof must carry the server's
+//   nonce, given in the answer's `DPoP-Nonce` header.
 // - `server_error` (500): §5.2 does not list it for the token endpoint; used
 //   only for defects, never for a client's mistake.
 const INVALID_REQUEST: Option<&str> = Some("invalid_request");
 const INVALID_CLIENT: Option<&str> = Some("invalid_client");
 const INVALID_GRANT: Option<&str> = Some("invalid_grant");
+const INVALID_DPOP_PROOF: Option<&str> = Some("invalid_dpop_proof");
 
 reasons! {
     Issued => "issued", None, 200;
@@ -99,6 +103,20 @@ reasons! {
     OriginNotAllowed => "origin_not_allowed", INVALID_REQUEST, 400;
     /// Too many failed authentications of this client or from this address.
     AuthRateLimited => "auth_rate_limited", INVALID_CLIENT, 429;
+    /// A DPoP proof that fails a check of RFC 9449 §4.3, or more than one
+    /// `DPoP` header.
+    DpopProofInvalid => "dpop_proof_invalid", INVALID_DPOP_PROOF, 400;
+    /// A DPoP proof accepted before (its key and `jti`).
+    DpopProofReplayed => "dpop_proof_replayed", INVALID_DPOP_PROOF, 400;
+    /// A DPoP proof without a live server nonce, where nonces are required;
+    /// the answer carries one in `DPoP-Nonce`.
+    DpopNonceRequired => "dpop_nonce_required", Some("use_dpop_nonce"), 400;
+    /// No DPoP proof from a client registered with
+    /// `dpop_bound_access_tokens`.
+    DpopProofRequired => "dpop_proof_required", INVALID_REQUEST, 400;
+    /// A code bound to a DPoP key (`dpop_jkt`, RFC 9449 §10) presented
+    /// without a proof, or with a proof of another key.
+    DpopKeyMismatch => "dpop_key_mismatch", INVALID_GRANT, 400;
     UnknownCode => "unknown_code", INVALID_GRANT, 400;
     /// A code outside the contract's character set: no such code can exist.
     MalformedCode => "malformed_code", INVALID_GRANT, 400;

@@ -7,8 +7,9 @@
 //! 2. authenticate the client ([`client_auth`], with [`abuse`]'s limits);
 //! 3. check that the client is registered for the grant type (`grant_types`);
 //! 4. check the browser origin (CORS);
-//! 5. check the sender constraint (a no-op today: every token is a bearer
-//!    token; a DPoP proof is checked here, before anything is consumed);
+//! 5. check the sender constraint: the DPoP proof, if any ([`crate::dpop`]),
+//!    before anything is consumed; its replay key is claimed by the store
+//!    with the grant's read;
 //! 6. the grant's validate, then its consume ([`Grant`]);
 //! 7. mint;
 //! 8. respond.
@@ -38,6 +39,7 @@ use self::authorization_code::CodeGrant;
 use self::error::Headers;
 use self::request::{TokenForm, TokenRequest};
 use crate::clients::{Client, ClientRegistry};
+use crate::dpop::{DpopHeader, DpopPolicy, Proof, ProofError, ReplayClaim};
 use crate::metrics::Metrics;
 use crate::store::CodeStore;
 use crate::tokens::{Binding, GrantIds, Granted, TokenMinter};
@@ -77,6 +79,9 @@ pub(crate) struct Context<'a> {
     pub client: &'a Client,
     /// The tokens' key binding, from the sender-constraint step.
     pub binding: &'a Binding,
+    /// The DPoP proof's replay key, for the store to claim with the grant's
+    /// read: a proof is accepted once.
+    pub proof: Option<&'a ReplayClaim>,
     /// The `grant_id` of the tokens it will lead to.
     pub grant_id: &'a str,
     /// Seconds since the epoch, the tokens' `iat`.
@@ -190,6 +195,7 @@ pub struct Redeemer {
     minter: Arc<TokenMinter>,
     metrics: Metrics,
     limiter: Arc<AuthFailureLimiter>,
+    dpop: Arc<DpopPolicy>,
     rng: SystemRandom,
 }
 
@@ -200,6 +206,7 @@ impl Redeemer {
         minter: TokenMinter,
         metrics: Metrics,
         limiter: Arc<AuthFailureLimiter>,
+        dpop: DpopPolicy,
     ) -> Self {
         Self {
             store,
@@ -207,6 +214,7 @@ impl Redeemer {
             minter: Arc::new(minter),
             metrics,
             limiter,
+            dpop: Arc::new(dpop),
             rng: SystemRandom::new(),
         }
     }
@@ -221,6 +229,7 @@ impl Redeemer {
             minter: self.minter.clone(),
             metrics: self.metrics.clone(),
             limiter: self.limiter.clone(),
+            dpop: self.dpop.clone(),
             rng: self.rng.clone(),
         }
     }
@@ -237,13 +246,20 @@ impl Redeemer {
         let client = self.authenticate(&request.credentials, source)?;
         check_grant_type(client, request.grant.grant_type())?;
         check_origin(client, request.origin.as_deref())?;
-        let binding = check_sender_constraint(client, &request)?;
-        request.grant.validate(client)?;
         let now = unix_now();
+        let proof = check_sender_constraint(&self.dpop, client, &request, now)?;
+        let binding = match &proof {
+            None => Binding::Bearer,
+            Some(proof) => Binding::Dpop {
+                jkt: proof.jkt.clone(),
+            },
+        };
+        request.grant.validate(client)?;
         let [grant_id, jti] = self.random_ids()?;
         let context = Context {
             client,
             binding: &binding,
+            proof: proof.as_ref().map(|proof| &proof.replay),
             grant_id: &grant_id,
             now,
         };
@@ -270,13 +286,19 @@ impl Redeemer {
             self.metrics.id_tokens.inc();
         }
         tracing::debug!(client_id = %client.client_id, %grant_id, "tokens issued");
+        let mut headers = Headers::default();
+        if let Some(nonce) = proof.and_then(|proof| proof.next_nonce) {
+            // §8.2: the nonce presented expires at the next step; the
+            // client's next proof uses this one, without a round trip.
+            headers.set("dpop-nonce", nonce);
+        }
         Ok(TokenResponse {
             access_token: minted.access_token,
             token_type: granted.binding.token_type(),
             expires_in: minted.expires_in,
             scope: granted.scope,
             id_token: minted.id_token,
-            headers: Headers::default(),
+            headers,
         })
     }
 
@@ -297,6 +319,11 @@ impl Redeemer {
     /// The `iss` of every token.
     pub fn issuer(&self) -> &str {
         self.minter.issuer()
+    }
+
+    /// How DPoP proofs are checked (discovery advertises its algorithms).
+    pub fn dpop(&self) -> &DpopPolicy {
+        &self.dpop
     }
 
     /// The keys' public halves, as the JWKS publishes them, and the
@@ -377,14 +404,43 @@ fn check_grant_type(client: &Client, grant_type: GrantType) -> Result<(), TokenE
     ))
 }
 
-/// The sender constraint of the tokens (RFC 9449): a no-op today, so
-/// every token is a bearer token. The DPoP proof is checked here, before
-/// anything is consumed, and yields [`Binding::Dpop`].
+/// The sender constraint of the tokens (RFC 9449): the request's DPoP
+/// proof, checked before anything is consumed (all but its replay, which
+/// the store claims with the grant's read). `None`: bearer tokens, unless
+/// the client is registered with `dpop_bound_access_tokens` (§5.2).
 fn check_sender_constraint(
-    _client: &Client,
-    _request: &TokenRequest,
-) -> Result<Binding, TokenError> {
-    Ok(Binding::Bearer)
+    policy: &DpopPolicy,
+    client: &Client,
+    request: &TokenRequest,
+    now: u64,
+) -> Result<Option<Proof>, TokenError> {
+    let value = match &request.dpop {
+        DpopHeader::Absent if client.dpop_bound_access_tokens => {
+            return Err(TokenError::new(
+                Reason::DpopProofRequired,
+                "this client must prove possession of a key: send a DPoP proof (RFC 9449) in the DPoP header (its dpop_bound_access_tokens); the code is left in place",
+            ))
+        }
+        DpopHeader::Absent => return Ok(None),
+        DpopHeader::Repeated => {
+            return Err(TokenError::new(
+                Reason::DpopProofInvalid,
+                "more than one DPoP header: send exactly one proof (RFC 9449 section 4.3)",
+            ))
+        }
+        DpopHeader::One(value) => value,
+    };
+    match policy.check(value, now) {
+        Ok(proof) => Ok(Some(proof)),
+        Err(ProofError::Invalid(description)) => {
+            tracing::info!(client_id = %client.client_id, reason = %description, "DPoP proof refused before the take");
+            Err(TokenError::new(Reason::DpopProofInvalid, description))
+        }
+        Err(ProofError::UseNonce { description, nonce }) => {
+            Err(TokenError::new(Reason::DpopNonceRequired, description)
+                .with_header("dpop-nonce", nonce))
+        }
+    }
 }
 
 /// CORS (docs/browser-apps.md): a browser request whose client does not

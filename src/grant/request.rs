@@ -7,6 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use secrecy::SecretString;
 
+use crate::dpop::DpopHeader;
 use crate::grant::error::{Reason, TokenError};
 use crate::grant::{GrantRequest, GrantType};
 
@@ -183,6 +184,9 @@ pub struct TokenRequest {
     /// The `Origin` a browser sent it from (CORS), if any: set by the HTTP
     /// layer, checked against the client's `allowed_cors_origins`.
     pub origin: Option<String>,
+    /// Its `DPoP` header (RFC 9449): set by the HTTP layer, checked by the
+    /// pipeline's sender-constraint step.
+    pub dpop: DpopHeader,
 }
 
 impl TokenRequest {
@@ -208,6 +212,7 @@ impl TokenRequest {
             credentials,
             grant,
             origin: None,
+            dpop: DpopHeader::Absent,
         })
     }
 }

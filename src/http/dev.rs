@@ -45,6 +45,8 @@ struct DevCode {
     claims: Option<serde_json::Map<String, serde_json::Value>>,
     resource: Option<Resource>,
     code_challenge_method: Option<ChallengeMethod>,
+    /// RFC 9449 §10: bind the code to this DPoP key thumbprint.
+    dpop_jkt: Option<String>,
     /// Seconds, 1 to 3600; default 60.
     ttl: Option<u64>,
 }
@@ -94,6 +96,14 @@ pub async fn issue_code(
     grant.amr = request.amr;
     grant.claims = request.claims;
     grant.resource = request.resource;
+    if let Some(jkt) = &request.dpop_jkt {
+        if !crate::dpop::is_thumbprint(jkt) {
+            return bad_request(
+                "dpop_jkt is not a JWK SHA-256 thumbprint (43 characters of base64url, RFC 9449 section 10)".into(),
+            );
+        }
+    }
+    grant.dpop_jkt = request.dpop_jkt;
     if let Some(method) = request.code_challenge_method {
         grant.code_challenge_method = method;
     }

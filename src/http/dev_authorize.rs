@@ -62,6 +62,7 @@ fn parse_query(query: &str) -> Result<AuthorizationParams, Cow<'static, str>> {
             "nonce" => &mut request.nonce,
             "code_challenge" => &mut request.code_challenge,
             "code_challenge_method" => &mut request.code_challenge_method,
+            "dpop_jkt" => &mut request.dpop_jkt,
             _ => continue,
         };
         if seen.iter().any(|n| *n == name) {

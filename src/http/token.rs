@@ -13,6 +13,7 @@ use super::cors;
 use super::form;
 use super::response::{error_response, token_response};
 use super::AppState;
+use crate::dpop::DpopHeader;
 use crate::grant::error::{Reason, TokenError};
 use crate::grant::request::{TokenForm, TokenRequest};
 use crate::metrics::InFlight;
@@ -41,6 +42,12 @@ pub async fn token(
             .map(|v| v.as_bytes());
         let mut token_request = TokenRequest::from_form(form, authorization)?;
         token_request.origin = origin.map(str::to_owned);
+        let mut proofs = request.headers().get_all("dpop");
+        token_request.dpop = match (proofs.next(), proofs.next()) {
+            (None, _) => DpopHeader::Absent,
+            (Some(proof), None) => DpopHeader::One(proof.as_bytes().to_vec()),
+            (Some(_), Some(_)) => DpopHeader::Repeated,
+        };
         let source = form::client_address(&request, state.client_address_header.as_ref());
         state.redeemer.redeem(token_request, source).await
     }

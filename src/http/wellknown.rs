@@ -22,6 +22,13 @@ impl Published {
         let issuer = &settings.issuer;
         let algorithms: Vec<&str> = minter.algorithms().into_iter().map(alg_name).collect();
         let grant_types: Vec<&str> = GrantType::ALL.iter().map(|g| g.name()).collect();
+        // RFC 9449 §5.1, in the order configured.
+        let dpop_algorithms: Vec<&str> = settings
+            .dpop
+            .algorithms
+            .iter()
+            .map(|alg| alg.name())
+            .collect();
         let mut discovery = json!({
             "issuer": issuer,
             "authorization_endpoint": settings.authorization_endpoint,
@@ -33,6 +40,7 @@ impl Published {
             "id_token_signing_alg_values_supported": algorithms,
             "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
             "code_challenge_methods_supported": ["S256"],
+            "dpop_signing_alg_values_supported": dpop_algorithms,
         });
         if let (DevEndpoints::Demo | DevEndpoints::OptIn, Some(metadata)) =
             (settings.dev_endpoints, discovery.as_object_mut())

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::Result;
 use crate::contract::record::{BadRecord, CodeRecord, Mismatch};
+use crate::dpop::ReplayClaim;
 
 /// One redemption attempt, as the store sees it.
 pub struct TakeRequest<'a> {
@@ -20,6 +21,21 @@ pub struct TakeRequest<'a> {
     pub validate: &'a (dyn Fn(&CodeRecord) -> Result<(), Mismatch> + Send + Sync),
     /// What the used marker records if this take succeeds.
     pub grant: &'a GrantMarker,
+    /// The request's DPoP proof, to be accepted once: claimed with the
+    /// record's read, in the same round trip, and the take refused
+    /// ([`TakeOutcome::ProofReplayed`]) if it was claimed before.
+    pub proof: Option<&'a ReplayClaim>,
+}
+
+impl TakeRequest<'_> {
+    /// The same take, its proof already claimed (a take repeated on a new
+    /// master must not find its own claim and call it a replay).
+    pub fn claimed(&self) -> Self {
+        Self {
+            proof: None,
+            ..*self
+        }
+    }
 }
 
 impl std::fmt::Debug for TakeRequest<'_> {
@@ -27,6 +43,7 @@ impl std::fmt::Debug for TakeRequest<'_> {
         f.debug_struct("TakeRequest")
             .field("code", &self.code)
             .field("grant", &self.grant)
+            .field("proof", &self.proof.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -49,6 +66,8 @@ pub enum TakeOutcome {
     /// The frontend stored something this service cannot read. The record has
     /// been removed, since no request could ever redeem it.
     BadRecord(BadRecord),
+    /// The request's DPoP proof was accepted before: nothing was taken.
+    ProofReplayed,
 }
 
 /// Left behind by a successful take, under the code's used-marker key, for as
@@ -173,8 +192,13 @@ pub(super) trait Primitives {
     /// on Redis, what was left of the record's life.
     type Life;
 
-    /// The record of `code`, if there is one.
-    async fn read(&mut self, code: &str) -> Result<Option<(Self::Raw, Self::Life)>>;
+    /// The record of `code`, if there is one; and, with `proof`, claim it
+    /// in the same step: [`Read::ProofReplayed`] if it was claimed before.
+    async fn read(
+        &mut self,
+        code: &str,
+        proof: Option<&ReplayClaim>,
+    ) -> Result<Read<Self::Raw, Self::Life>>;
 
     /// Remove the record of `code` (one nobody can redeem), not its marker.
     async fn remove(&mut self, code: &str) -> Result<()>;
@@ -211,6 +235,16 @@ pub(super) trait Primitives {
     ) -> Result<()>;
 }
 
+/// What [`Primitives::read`] found.
+pub(super) enum Read<R, L> {
+    /// The record, and what the store learned with it.
+    Found(R, L),
+    /// No record.
+    Missing,
+    /// The proof was claimed before (the record was not looked at).
+    ProofReplayed,
+}
+
 /// What [`Primitives::consume`] did.
 pub(super) struct Consumed<R> {
     /// The record it removed; `None`: there was none (expired, or another
@@ -232,8 +266,10 @@ pub(super) async fn take<P: Primitives>(
     request: &TakeRequest<'_>,
 ) -> Result<TakeOutcome> {
     let code = request.code;
-    let Some((raw, life)) = store.read(code).await? else {
-        return after_miss(store, code).await;
+    let (raw, life) = match store.read(code, request.proof).await? {
+        Read::Found(raw, life) => (raw, life),
+        Read::Missing => return after_miss(store, code).await,
+        Read::ProofReplayed => return Ok(TakeOutcome::ProofReplayed),
     };
     let record = match CodeRecord::parse(raw.as_ref()) {
         Ok(record) => record,
@@ -339,8 +375,11 @@ mod tests {
         type Raw = String;
         type Life = ();
 
-        async fn read(&mut self, _: &str) -> Result<Option<(String, ())>> {
-            Ok(self.record.clone().map(|raw| (raw, ())))
+        async fn read(&mut self, _: &str, _: Option<&ReplayClaim>) -> Result<Read<String, ()>> {
+            Ok(match self.record.clone() {
+                Some(raw) => Read::Found(raw, ()),
+                None => Read::Missing,
+            })
         }
 
         async fn remove(&mut self, _: &str) -> Result<()> {
@@ -411,6 +450,7 @@ mod tests {
                 _ => Err(Mismatch::Client),
             },
             grant: &marker,
+            proof: None,
         };
         futures::executor::block_on(take(keys, &request)).unwrap()
     }

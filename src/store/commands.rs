@@ -91,13 +91,13 @@ pub const COMMANDS: &[Command] = &[
         name: "SET",
         route: Route::FirstArgIsKey,
         needed: Needed::Always,
-        purpose: "the used marker (SET … EX … NX, in the take's MULTI); a revoked grant's key (SET … EX); a take put back (SET … NX PX) or marked as without tokens (SET … XX KEEPTTL); a code, for issue-code",
+        purpose: "the used marker (SET … EX … NX, in the take's MULTI); a revoked grant's key (SET … EX); a take put back (SET … NX PX) or marked as without tokens (SET … XX KEEPTTL); a code, for issue-code; a DPoP proof's replay key (SET … 1 EX … NX), pipelined with the record's GET",
     },
     Command {
         name: "DEL",
         route: Route::FirstArgIsKey,
         needed: Needed::Always,
-        purpose: "a record that cannot be parsed; the used marker of a take that issued nothing; the start-up probe's marker",
+        purpose: "a record that cannot be parsed; the used marker of a take that issued nothing; the start-up probe's marker; a DPoP proof's replay key, released when its request is answered 503",
     },
     Command {
         name: "MULTI",

@@ -36,6 +36,14 @@ impl KeySpace {
         format!("{}revoked-grant:{{{}}}", self.prefix, grant_id)
     }
 
+    /// `<prefix>dpop:<replay key>`: a DPoP proof accepted once
+    /// ([`crate::dpop::ReplayClaim`]). Not hash-tagged: a proof is refused
+    /// a second time whatever it is presented with, so its key belongs to
+    /// no code or grant, and lands in a slot of its own.
+    pub fn dpop_proof(&self, replay_key: &str) -> String {
+        format!("{}dpop:{}", self.prefix, replay_key)
+    }
+
     /// `<prefix>revoked-grant:<grant_id>`: the revocation key before it was
     /// hash-tagged, still written beside [`Self::revoked_grant`] so that
     /// resource servers that check it miss no revocation while they move to

@@ -7,8 +7,16 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
-use super::codes::{self, Consumed, Primitives};
+use super::codes::{self, Consumed, Primitives, Read};
 use super::{Result, StoreError, TakeOutcome, TakeRequest};
+use crate::dpop::ReplayClaim;
+
+/// The most DPoP replay keys held at once. Each lives about a minute
+/// (the proof's `iat` window), so this serves some 15,000 proofs a second,
+/// more than the embedded store is for, in about 80 MiB. Past it, a proof is
+/// answered 503 rather than a replay key forgotten early, which would let
+/// a proof be accepted twice.
+pub const MAX_LIVE_PROOFS: usize = 1_000_000;
 
 enum Slot {
     /// A code the frontend wrote, not yet redeemed: the raw record, shared
@@ -30,6 +38,8 @@ struct Entry {
 pub struct MemoryStore {
     codes: Arc<DashMap<String, Entry>>,
     revoked: Arc<DashMap<String, Instant>>,
+    /// DPoP replay keys, and until when each is kept.
+    proofs: Arc<DashMap<[u8; 16], Instant>>,
 }
 
 impl MemoryStore {
@@ -92,25 +102,63 @@ impl MemoryStore {
             .is_some_and(|until| *until > Instant::now()))
     }
 
+    /// Accept a DPoP proof once: `false` if its key is held already. A
+    /// full map is swept first; still full, the store is unavailable.
+    fn claim_proof(&self, claim: &ReplayClaim) -> Result<bool> {
+        let now = Instant::now();
+        if self.proofs.len() >= MAX_LIVE_PROOFS {
+            self.proofs.retain(|_, until| *until > now);
+            if self.proofs.len() >= MAX_LIVE_PROOFS {
+                return Err(StoreError::Unavailable(format!(
+                    "{MAX_LIVE_PROOFS} DPoP proofs are held for replay detection, the embedded store's bound"
+                )));
+            }
+        }
+        Ok(match self.proofs.entry(claim.key) {
+            dashmap::Entry::Occupied(mut held) if *held.get() <= now => {
+                held.insert(now + claim.ttl);
+                true
+            }
+            dashmap::Entry::Occupied(_) => false,
+            dashmap::Entry::Vacant(vacant) => {
+                vacant.insert(now + claim.ttl);
+                true
+            }
+        })
+    }
+
+    pub(super) async fn release_proof(&self, claim: &ReplayClaim) {
+        self.proofs.remove(&claim.key);
+    }
+
     /// Drop everything that has expired.
     pub fn sweep(&self) {
         let now = Instant::now();
         self.codes.retain(|_, e| e.expires_at > now);
         self.revoked.retain(|_, until| *until > now);
+        self.proofs.retain(|_, until| *until > now);
     }
 
     /// Sweep every `period` until the store is dropped everywhere else.
     pub fn spawn_sweeper(&self, period: Duration) {
         let codes = Arc::downgrade(&self.codes);
         let revoked = Arc::downgrade(&self.revoked);
+        let proofs = Arc::downgrade(&self.proofs);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
             loop {
                 tick.tick().await;
-                let (Some(codes), Some(revoked)) = (codes.upgrade(), revoked.upgrade()) else {
+                let (Some(codes), Some(revoked), Some(proofs)) =
+                    (codes.upgrade(), revoked.upgrade(), proofs.upgrade())
+                else {
                     return;
                 };
-                MemoryStore { codes, revoked }.sweep();
+                MemoryStore {
+                    codes,
+                    revoked,
+                    proofs,
+                }
+                .sweep();
             }
         });
     }
@@ -121,11 +169,22 @@ impl Primitives for &MemoryStore {
     type Raw = Arc<[u8]>;
     type Life = ();
 
-    async fn read(&mut self, code: &str) -> Result<Option<(Arc<[u8]>, ())>> {
-        Ok(self.live(code, |slot| match slot {
-            Slot::Code(raw) => Some((raw.clone(), ())),
-            Slot::Used(_) => None,
-        }))
+    async fn read(
+        &mut self,
+        code: &str,
+        proof: Option<&ReplayClaim>,
+    ) -> Result<Read<Arc<[u8]>, ()>> {
+        if let Some(claim) = proof {
+            if !self.claim_proof(claim)? {
+                return Ok(Read::ProofReplayed);
+            }
+        }
+        Ok(self
+            .live(code, |slot| match slot {
+                Slot::Code(raw) => Some(Read::Found(raw.clone(), ())),
+                Slot::Used(_) => None,
+            })
+            .unwrap_or(Read::Missing))
     }
 
     async fn remove(&mut self, code: &str) -> Result<()> {

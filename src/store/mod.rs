@@ -42,9 +42,12 @@
 //!   (`<prefix>refresh:{<grant_id>}` beside `<prefix>revoked-grant:{<grant_id>}`),
 //!   so that rotating a token, and revoking its family and its grant, is one
 //!   `MULTI` on one Cluster slot.
-//! - DPoP proof replay goes in `proofs`: one `SET <prefix>dpop:<hash> 1 NX
-//!   EX <window>` per proof, refused when the key exists; on the embedded
-//!   store, an insert-if-absent with an expiry.
+//! - DPoP proof replay rides on the take: a request's proof is claimed
+//!   ([`TakeRequest::proof`]) with the record's read, in the same round trip
+//!   (`SET <prefix>dpop:<key> 1 EX <window> NX`; on the embedded store an
+//!   insert-if-absent with an expiry, in a bounded map), and a proof claimed
+//!   before refuses the take before anything is consumed. A refresh grant
+//!   will claim it the same way with its family's read.
 
 mod cluster;
 mod codes;
@@ -64,6 +67,7 @@ pub use self::memory::MemoryStore;
 pub use self::redis::{ConnectionMetrics, RedisSettings, RedisStore, RedisTls, RedisTopology};
 
 use crate::contract::record::CodeRecord;
+use crate::dpop::ReplayClaim;
 
 /// The store could not answer: Redis unreachable, timed out or refusing.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +119,14 @@ impl CodeStore {
     /// Best effort: the marker expires with the tokens' lifetime anyway.
     pub async fn forget_take(&self, code: &str) {
         on_either!(self, store => store.forget_take(code).await)
+    }
+
+    /// Forget a DPoP proof's replay key that a take claimed, best effort:
+    /// its request was answered 503 and issued nothing, so the client's
+    /// retry may present the proof again (RFC 9449 clients make a new one;
+    /// one that resends the request as it was still succeeds).
+    pub async fn release_proof(&self, claim: &ReplayClaim) {
+        on_either!(self, store => store.release_proof(claim).await)
     }
 
     /// Record that every token carrying `grant_id` is revoked, until `ttl`

@@ -17,10 +17,11 @@ use redis::{
 use secrecy::{ExposeSecret, SecretString};
 
 use super::cluster::{ClusterRouter, ClusterSettings};
-use super::codes::{self, Consumed, Primitives};
+use super::codes::{self, Consumed, Primitives, Read};
 use super::commands;
 use super::sentinel::{address_of, Address, Sentinels, Verdict};
 use super::{KeySpace, Result, StoreError, TakeOutcome, TakeRequest};
+use crate::dpop::ReplayClaim;
 
 /// The code the start-up probe's keys are named after.
 const PROBE_CODE: &str = "~start-up-check~";
@@ -488,7 +489,8 @@ impl RedisStore {
                     // first sentinel names did not answer as a master).
                     return Err(not_confirmed());
                 }
-                let outcome = self.take_on(&moved, request).await?;
+                // The proof was claimed on the master that missed: not again.
+                let outcome = self.take_on(&moved, &request.claimed()).await?;
                 if !matches!(outcome, TakeOutcome::Unknown) {
                     return Ok(outcome);
                 }
@@ -677,6 +679,19 @@ impl RedisStore {
         }
     }
 
+    /// Forget a DPoP proof's replay key, best effort (see
+    /// [`super::CodeStore::release_proof`]).
+    pub(super) async fn release_proof(&self, claim: &ReplayClaim) {
+        let key = self.keys.dpop_proof(&claim.encoded());
+        let released = match self.conn().await {
+            Ok(mut conn) => self.bounded(conn.del::<_, ()>(key)).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = released {
+            tracing::info!(error = %e, "could not release the DPoP proof of a request answered 503: a retry needs a new proof");
+        }
+    }
+
     /// Remove the used marker of `code` (see [`super::CodeStore::forget_take`]).
     pub(super) async fn forget_take(&self, code: &str) {
         match self.conn().await {
@@ -764,30 +779,88 @@ impl Primitives for OnConnection<'_> {
     /// them is put back ([`RedisStore::replicated`]), with no more life
     /// than it had: its `PTTL` is read with the record, and counted down
     /// from before the read was sent, so it can only come out shorter.
-    async fn read(&mut self, code: &str) -> Result<Option<(Vec<u8>, Expiry)>> {
+    ///
+    /// With a DPoP proof, its replay key is claimed in the same round trip
+    /// (`SET <prefix>dpop:<key> 1 EX <ttl> NX`): in the read's pipeline
+    /// on one node; on a Cluster, where the two keys live in different
+    /// slots, sent at the same time to each slot's master.
+    async fn read(
+        &mut self,
+        code: &str,
+        proof: Option<&ReplayClaim>,
+    ) -> Result<Read<Vec<u8>, Expiry>> {
         let store = self.store;
         let code_key = store.keys.code(code);
-        if store.replica_acks == 0 {
+        let with_life = store.replica_acks > 0;
+        if proof.is_none() && !with_life {
             let raw: Option<Vec<u8>> = store.bounded(self.conn.get(&code_key)).await?;
-            return Ok(raw.map(|raw| (raw, Expiry::Unknown)));
+            return Ok(raw.map_or(Read::Missing, |raw| Read::Found(raw, Expiry::Unknown)));
+        }
+        let claim = proof.map(|claim| {
+            let mut set = redis::cmd("SET");
+            set.arg(store.keys.dpop_proof(&claim.encoded()))
+                .arg(1)
+                .arg("EX")
+                .arg(claim.ttl.as_secs().max(1))
+                .arg("NX");
+            set
+        });
+        let mut read = redis::pipe();
+        read.get(&code_key);
+        if with_life {
+            read.cmd("PTTL").arg(&code_key);
         }
         let read_at = Instant::now();
-        let (raw, pttl): (Option<Vec<u8>>, i64) = store
-            .bounded(
-                redis::pipe()
-                    .get(&code_key)
-                    .cmd("PTTL")
-                    .arg(&code_key)
-                    .query_async(&mut self.conn),
-            )
-            .await?;
-        let expiry = match u64::try_from(pttl) {
-            Ok(ms) => Expiry::At(read_at + Duration::from_millis(ms)),
-            // -1: written without a lifetime (against the contract).
-            Err(_) if pttl == -1 => Expiry::Never,
-            Err(_) => Expiry::Unknown,
+        let (claimed, values): (bool, Vec<Value>) = match (claim, &self.conn) {
+            (None, _) => (true, store.bounded(read.query_async(&mut self.conn)).await?),
+            (Some(claim), Conn::Cluster(_)) => {
+                let mut other = self.conn.clone();
+                let (claimed, values) = futures_util::future::join(
+                    store.bounded(claim.query_async::<Option<String>>(&mut other)),
+                    store.bounded(read.query_async::<Vec<Value>>(&mut self.conn)),
+                )
+                .await;
+                (claimed?.is_some(), values?)
+            }
+            (Some(claim), Conn::Single(_)) => {
+                let mut both = redis::pipe();
+                both.add_command(claim);
+                for cmd in read.cmd_iter() {
+                    both.add_command(cmd.clone());
+                }
+                let mut values: Vec<Value> =
+                    store.bounded(both.query_async(&mut self.conn)).await?;
+                let claimed = if values.is_empty() {
+                    false
+                } else {
+                    values.remove(0) != Value::Nil
+                };
+                (claimed, values)
+            }
         };
-        Ok(raw.map(|raw| (raw, expiry)))
+        if !claimed {
+            return Ok(Read::ProofReplayed);
+        }
+        let mut values = values.into_iter();
+        let raw: Option<Vec<u8>> = match values.next() {
+            Some(value) => redis::from_redis_value(value)
+                .map_err(|e| StoreError::Unavailable(format!("unexpected reply: {e}")))?,
+            None => None,
+        };
+        let expiry = match values.next() {
+            None => Expiry::Unknown,
+            Some(value) => {
+                let pttl: i64 = redis::from_redis_value(value)
+                    .map_err(|e| StoreError::Unavailable(format!("unexpected reply: {e}")))?;
+                match u64::try_from(pttl) {
+                    Ok(ms) => Expiry::At(read_at + Duration::from_millis(ms)),
+                    // -1: written without a lifetime (against the contract).
+                    Err(_) if pttl == -1 => Expiry::Never,
+                    Err(_) => Expiry::Unknown,
+                }
+            }
+        };
+        Ok(raw.map_or(Read::Missing, |raw| Read::Found(raw, expiry)))
     }
 
     async fn remove(&mut self, code: &str) -> Result<()> {

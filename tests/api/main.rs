@@ -26,6 +26,7 @@ mod cluster;
 #[cfg(feature = "slow-tests")]
 mod concurrency;
 mod cors;
+mod dpop;
 mod errors;
 #[cfg(feature = "slow-tests")]
 mod faults;

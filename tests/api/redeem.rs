@@ -40,6 +40,7 @@ async fn rfc7636_appendix_b_vector_redeems(backend: Backend) {
         amr: None,
         claims: None,
         resource: None,
+        dpop_jkt: None,
     };
     app.insert_raw(
         "appendix-b-code",

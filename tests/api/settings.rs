@@ -11,8 +11,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use token_endpoint::config::{
-    ConfigError, DevEndpoints, LogFormat, RedisFiles, Settings, StoreSettings, SETTINGS,
+    ConfigError, DevEndpoints, LogFormat, NonceSettings, RedisFiles, Settings, StoreSettings,
+    SETTINGS,
 };
+use token_endpoint::dpop::jwk::Alg;
 use token_endpoint::store::RedisTopology;
 
 type Check = fn(&Settings) -> bool;
@@ -293,6 +295,57 @@ const CASES: &[Case] = &[
             "https://login.example/a#b",
             "https:///authorize",
         ],
+    },
+    Case {
+        name: "TOKEN_ENDPOINT_DPOP_SIGNING_ALGS",
+        context: &[],
+        value: "PS256, ES256",
+        effect: |s| s.dpop.algorithms == [Alg::Ps256, Alg::Es256],
+        bad: &["HS256", "es256", "ES256,ES256", ",", "none"],
+    },
+    Case {
+        name: "TOKEN_ENDPOINT_DPOP_PROOF_MAX_AGE_SECS",
+        context: &[],
+        value: "120",
+        effect: |s| s.dpop.max_age_secs == 120,
+        bad: &["0", "601", "1m"],
+    },
+    Case {
+        name: "TOKEN_ENDPOINT_DPOP_PROOF_MAX_FUTURE_SECS",
+        context: &[],
+        value: "0",
+        effect: |s| s.dpop.max_future_secs == 0,
+        bad: &["61", "-1"],
+    },
+    Case {
+        name: "TOKEN_ENDPOINT_DPOP_NONCE",
+        context: &[],
+        value: "required",
+        effect: |s| {
+            s.dpop.nonce
+                == Some(NonceSettings {
+                    secret_file: None,
+                    step_secs: 60,
+                })
+        },
+        bad: &["on", "Required", "optional"],
+    },
+    Case {
+        name: "TOKEN_ENDPOINT_DPOP_NONCE_SECRET_FILE",
+        context: &[("TOKEN_ENDPOINT_DPOP_NONCE", "required")],
+        value: "/run/secrets/dpop-nonce",
+        effect: |s| {
+            s.dpop.nonce.as_ref().and_then(|n| n.secret_file.as_deref())
+                == Some(std::path::Path::new("/run/secrets/dpop-nonce"))
+        },
+        bad: &[],
+    },
+    Case {
+        name: "TOKEN_ENDPOINT_DPOP_NONCE_STEP_SECS",
+        context: &[("TOKEN_ENDPOINT_DPOP_NONCE", "required")],
+        value: "30",
+        effect: |s| s.dpop.nonce.as_ref().is_some_and(|n| n.step_secs == 30),
+        bad: &["1", "3601"],
     },
     Case {
         name: "TOKEN_ENDPOINT_CORS_MAX_AGE_SECS",

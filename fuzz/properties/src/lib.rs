@@ -246,6 +246,7 @@ pub fn code_record(input: &[u8]) {
         redirect_uri: record.redirect_uri.as_deref(),
         verifier: &verifier,
         allow_plain: true,
+        dpop_jkt: None,
     };
     assert_eq!(
         record::check(&answered, &own),

@@ -33,7 +33,9 @@ use token_endpoint::http::AppState;
 use token_endpoint::http::{build_state, Application};
 use token_endpoint::store::{KeySpace, RedisTopology};
 
+pub mod dpop;
 mod tls;
+pub use dpop::DpopKey;
 pub use tls::TestPki;
 
 /// Which code store the app under test runs on.
@@ -387,6 +389,13 @@ token_endpoint_auth_method = "none"
 audience = "https://api.test"
 access_token_lifetime = 60
 id_token_lifetime = 900
+
+[[clients]]
+client_id = "dpop-app"
+token_endpoint_auth_method = "none"
+dpop_bound_access_tokens = true
+audience = "https://api.test"
+allowed_cors_origins = ["https://dpop.test"]
 "#;
 
 pub const BASIC_SECRET: &str = "basic-secret-0123456789";
@@ -933,6 +942,7 @@ pub fn settings(files: &AppFiles, redis: Option<&RedisServer>) -> Settings {
         limits: Limits::default(),
         dev_endpoints: DevEndpoints::Off,
         cors_max_age: Duration::from_secs(7200),
+        dpop: Default::default(),
     }
 }
 
@@ -1086,6 +1096,15 @@ impl TestApp {
 
     pub async fn post_form(&self, form: &[(&str, String)]) -> Answer {
         self.send(self.http.post(self.token_url()).form(form)).await
+    }
+
+    /// `form` with each of `proofs` as a `DPoP` header.
+    pub async fn post_form_dpop(&self, form: &[(&str, String)], proofs: &[&str]) -> Answer {
+        let mut request = self.http.post(self.token_url()).form(form);
+        for proof in proofs {
+            request = request.header("DPoP", *proof);
+        }
+        self.send(request).await
     }
 
     pub async fn post_form_basic(&self, form: &[(&str, String)], id: &str, secret: &str) -> Answer {
