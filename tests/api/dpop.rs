@@ -77,6 +77,7 @@ async fn a_proof_binds_the_access_token_to_its_key(backend: Backend) {
     let (_, claims) = jwt_parts(answer.body["access_token"].as_str().unwrap());
     assert_eq!(claims.get("cnf"), None);
     assert_eq!(app.requests("success", "issued").await, 3.0);
+    assert_eq!(app.metric("dpop_bound_access_tokens_total").await, 2.0);
 }
 
 /// One broken proof per check of §4.3, each refused `invalid_dpop_proof`
