@@ -11,9 +11,12 @@
 //!   responses.
 //! - [`grant`]: the token pipeline, one for every grant type
 //!   (docs/architecture.md). Parse, authenticate the client (with the abuse
-//!   limits), check its grant types and origin, the sender constraint, the
+//!   limits), check its grant types and origin, the sender constraint (DPoP), the
 //!   grant's validate and consume (the authorization code grant today),
 //!   mint; the reason table (RFC 6749 §5.2 code, HTTP status, headers).
+//! - [`dpop`]: DPoP proofs (RFC 9449, docs/dpop.md): every check of the
+//!   proof but its replay, which the store claims with the grant's read;
+//!   the key's thumbprint, the token endpoint's URL, server nonces.
 //! - [`contract`]: the login frontend's contract: the code record and its
 //!   checks, and the frontend's side (what an authorization request must be,
 //!   issue a code).
