@@ -24,6 +24,8 @@ pub struct Metrics {
     pub code_replays: IntCounter,
     pub access_tokens: IntCounter,
     pub id_tokens: IntCounter,
+    /// Access tokens bound to a DPoP key (RFC 9449), of `access_tokens`.
+    pub dpop_bound_tokens: IntCounter,
     pub request_duration: Histogram,
     pub store_duration: Histogram,
     pub signing_duration: Histogram,
@@ -131,6 +133,14 @@ impl Metrics {
             ),
             access_tokens: tokens_vec.with_label_values(&["access_token"]),
             id_tokens: tokens_vec.with_label_values(&["id_token"]),
+            dpop_bound_tokens: register(
+                &registry,
+                IntCounter::new(
+                    "dpop_bound_access_tokens_total",
+                    "Access tokens bound to a DPoP key (cnf.jkt), of tokens_issued_total{kind=\"access_token\"}",
+                )
+                .expect("valid"),
+            ),
             request_duration: histogram(
                 "token_request_duration_seconds",
                 "Time to answer a token request, body read to response",

@@ -416,3 +416,48 @@ fn json_error(error: &serde_json::Error) -> String {
         None => text,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `typ` is a media type: case and the `application/` prefix do not
+    /// matter (RFC 7515 §4.1.9); anything else is another type.
+    #[test]
+    fn typ_is_compared_as_a_media_type() {
+        for same in [
+            "dpop+jwt",
+            "DPoP+JWT",
+            "application/dpop+jwt",
+            "Application/DPOP+jwt",
+        ] {
+            assert!(is_dpop_jwt(same), "{same}");
+        }
+        for other in [
+            "jwt",
+            "at+jwt",
+            "dpop",
+            "application/",
+            "text/dpop+jwt",
+            "dpop+jwt ",
+        ] {
+            assert!(!is_dpop_jwt(other), "{other}");
+        }
+    }
+
+    /// A thumbprint is 32 bytes of canonical base64url.
+    #[test]
+    fn a_thumbprint_is_43_characters_of_base64url() {
+        assert!(is_thumbprint("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"));
+        for not in [
+            "",
+            "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4",
+            "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I=",
+            "0ZcOCORZNYy+DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
+            // Trailing bits set: not the canonical encoding of 32 bytes.
+            "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4J",
+        ] {
+            assert!(!is_thumbprint(not), "{not}");
+        }
+    }
+}

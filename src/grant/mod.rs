@@ -282,6 +282,9 @@ impl Redeemer {
             .signing_duration
             .observe(started.elapsed().as_secs_f64());
         self.metrics.access_tokens.inc();
+        if matches!(granted.binding, Binding::Dpop { .. }) {
+            self.metrics.dpop_bound_tokens.inc();
+        }
         if minted.id_token.is_some() {
             self.metrics.id_tokens.inc();
         }

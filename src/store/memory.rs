@@ -13,7 +13,7 @@ use crate::dpop::ReplayClaim;
 
 /// The most DPoP replay keys held at once. Each lives about a minute
 /// (the proof's `iat` window), so this serves some 15,000 proofs a second,
-/// more than the embedded store is for, in about 80 MiB. Past it, a proof is
+/// more than the embedded store is for, in about 66 MiB (docs/dpop.md). Past it, a proof is
 /// answered 503 rather than a replay key forgotten early, which would let
 /// a proof be accepted twice.
 pub const MAX_LIVE_PROOFS: usize = 1_000_000;

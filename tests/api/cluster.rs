@@ -28,6 +28,56 @@ async fn redemption_replay_and_refusal_on_a_cluster() {
     assert!(holding >= 2, "used markers on only {holding} of 3 masters");
 }
 
+/// DPoP on a cluster: the proof's replay key and the code live in different
+/// slots, so the service sends the claim and the read to their masters at
+/// once. A bound redemption succeeds; the same proof with another code is
+/// refused as a replay and that code stays; replay keys land on more than
+/// one master.
+#[tokio::test]
+async fn dpop_proofs_are_accepted_once_on_a_cluster() {
+    let cluster = RedisCluster::start();
+    let app = spawn_app_on(None, Arc::new(AppFiles::new()), cluster.tweak()).await;
+    let key = DpopKey::es256();
+    let htu = format!("{ISSUER}/oauth/token");
+    let proof = key.proof(&htu);
+    let first = app.issue(grant("public-app")).await;
+    let answer = app
+        .post_form_dpop(&TestApp::form(&first, "public-app"), &[&proof])
+        .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.body["token_type"], "DPoP");
+    let second = app.issue(grant("public-app")).await;
+    let form = TestApp::form(&second, "public-app");
+    let replayed = app.post_form_dpop(&form, &[&proof]).await;
+    replayed.assert_error(400, "invalid_dpop_proof");
+    assert!(replayed.description().contains("already used"));
+    for _ in 0..20 {
+        let issued = app.issue(grant("public-app")).await;
+        let answer = app
+            .post_form_dpop(&TestApp::form(&issued, "public-app"), &[&key.proof(&htu)])
+            .await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+    }
+    let masters_with_proofs = cluster
+        .nodes
+        .iter()
+        .take(3)
+        .filter(|node| {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg("oauth:dpop:*")
+                .query(&mut node.client().get_connection().unwrap())
+                .unwrap();
+            !keys.is_empty()
+        })
+        .count();
+    assert!(
+        masters_with_proofs >= 2,
+        "replay keys on {masters_with_proofs} master(s)"
+    );
+    let answer = app.post_form_dpop(&form, &[&key.proof(&htu)]).await;
+    assert_eq!(answer.status, 200, "the refused code stays: {answer:?}");
+}
+
 /// `issue-code --redis-mode cluster` writes each code to the master of its
 /// slot, as the login frontend would, and every code redeems once.
 #[tokio::test]

@@ -77,6 +77,7 @@ async fn a_proof_binds_the_access_token_to_its_key(backend: Backend) {
     let (_, claims) = jwt_parts(answer.body["access_token"].as_str().unwrap());
     assert_eq!(claims.get("cnf"), None);
     assert_eq!(app.requests("success", "issued").await, 3.0);
+    assert_eq!(app.metric("dpop_bound_access_tokens_total").await, 2.0);
 }
 
 /// One broken proof per check of §4.3, each refused `invalid_dpop_proof`
@@ -580,4 +581,45 @@ async fn rsa_proofs_are_accepted_once_enabled_and_advertised() {
     assert!(answer
         .description()
         .contains("accepted: PS256, RS256, ES256"));
+}
+
+/// A DPoP redemption answered 503 (the take's `WAIT` fell short of the
+/// replicas asked for) issued nothing, so its proof is released: the very
+/// same request, resent once a replica has caught up, gets the tokens,
+/// not a refusal of its proof as a replay.
+#[tokio::test]
+async fn a_proof_answered_503_may_be_sent_again() {
+    let redis = Arc::new(std::sync::Mutex::new(RedisServer::start()));
+    let app = spawn_app_on(Some(redis), Arc::new(AppFiles::new()), |settings| {
+        set_replica_acks(settings, 1)
+    })
+    .await;
+    let key = DpopKey::es256();
+    let proof = key.proof(&htu());
+    let issued = app.issue(grant("public-app")).await;
+    let form = TestApp::form(&issued, "public-app");
+    let answer = app.post_form_dpop(&form, &[&proof]).await;
+    assert_eq!(answer.status, 503, "{answer:?}");
+    let port = app.redis.as_ref().unwrap().lock().unwrap().port;
+    let _replica = RedisServer::start_with(vec![
+        "--replicaof".into(),
+        "127.0.0.1".into(),
+        port.to_string(),
+    ]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !app
+        .redis
+        .as_ref()
+        .unwrap()
+        .lock()
+        .unwrap()
+        .replicates_writes()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replica did not sync"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    redeems_bound(&app, &issued, &key, &proof).await;
 }

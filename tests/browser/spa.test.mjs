@@ -5,82 +5,25 @@
 //   cargo build && npm ci --prefix examples/spa && npm ci --prefix tests/browser
 //   node --test tests/browser/
 //
-// TOKEN_ENDPOINT_BIN names the binary (default target/debug/token-endpoint);
-// CHROMIUM the browser (default /usr/bin/chromium). .ci/run installs both.
+// The helpers (support.mjs) say which binary and browser.
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { createServer } from "node:http";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer as createNetServer } from "node:net";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, extname, join, normalize } from "node:path";
-import { fileURLToPath } from "node:url";
-import puppeteer from "puppeteer-core";
-
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const SPA = join(ROOT, "examples", "spa");
-const BIN = process.env.TOKEN_ENDPOINT_BIN || join(ROOT, "target", "debug", "token-endpoint");
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-// The demo client's origins (src/clients.rs, DEMO_ORIGINS) on localhost.
-const DEMO_PORTS = [5173, 3000, 4200, 8000];
-
-/** A TCP port nobody listens on now. */
-function freePort(port = 0) {
-  return new Promise((resolve, reject) => {
-    const server = createNetServer();
-    server.once("error", reject);
-    server.listen(port, "127.0.0.1", () => {
-      const { port: chosen } = server.address();
-      server.close(() => resolve(chosen));
-    });
-  });
-}
-
-/** Serve examples/spa (its node_modules included) on 127.0.0.1:`port`. */
-function serveSpa(port) {
-  const types = { ".html": "text/html", ".js": "text/javascript", ".map": "application/json" };
-  const server = createServer((request, response) => {
-    const path = normalize(decodeURIComponent(new URL(request.url, "http://x").pathname));
-    const file = join(SPA, path.endsWith("/") ? join(path, "index.html") : path);
-    if (!file.startsWith(SPA) || !existsSync(file)) {
-      response.writeHead(404).end();
-      return;
-    }
-    response.writeHead(200, { "content-type": types[extname(file)] || "application/octet-stream" });
-    response.end(readFileSync(file));
-  });
-  return new Promise((resolve) => server.listen(port, "127.0.0.1", () => resolve(server)));
-}
-
-/** Start the service with `env`; resolves once it answers /livez. */
-async function startService(env) {
-  assert.ok(
-    existsSync(BIN),
-    `${BIN} is missing: build it first (cargo build), or set TOKEN_ENDPOINT_BIN`,
-  );
-  const port = await freePort();
-  const child = spawn(BIN, [], {
-    env: { PATH: process.env.PATH, TOKEN_ENDPOINT_BIND: `127.0.0.1:${port}`, ...env },
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  let log = "";
-  child.stderr.on("data", (chunk) => (log += chunk));
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 200; i++) {
-    try {
-      if ((await fetch(`${url}/livez`)).ok) {
-        return { url, child, log: () => log };
-      }
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  child.kill();
-  throw new Error(`the service did not start:\n${log}`);
-}
+import { join } from "node:path";
+import {
+  DEMO_PORTS,
+  checkPrerequisites,
+  freePort,
+  jwkThumbprint,
+  launchBrowser,
+  serveSpa,
+  signIn as signInWith,
+  spaRegistry,
+  startService,
+  storedDpopKey,
+} from "./support.mjs";
 
 const work = mkdtempSync(join(tmpdir(), "token-endpoint-browser-"));
 let browser;
@@ -89,45 +32,16 @@ let spaPort;
 let service;
 
 before(async () => {
-  assert.ok(
-    existsSync(join(SPA, "node_modules", "oidc-client-ts")),
-    "examples/spa has no node_modules: npm ci --prefix examples/spa",
-  );
-  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium`);
+  checkPrerequisites();
   spaPort = await freePort();
   spaServer = await serveSpa(spaPort);
-  // One client, `spa`, allowed from http://localhost:<spaPort> only; its
-  // login page may send codes to both names of the SPA server, so that the
-  // disallowed origin gets a code to try.
   const registry = join(work, "clients.toml");
-  writeFileSync(
-    registry,
-    `[[clients]]
-client_id = "spa"
-token_endpoint_auth_method = "none"
-audience = "https://api.example"
-allowed_cors_origins = ["http://localhost:${spaPort}"]
-redirect_uris = ["http://localhost:${spaPort}/", "http://127.0.0.1:${spaPort}/"]
-`,
-  );
+  writeFileSync(registry, spaRegistry(spaPort));
   service = await startService({
     TOKEN_ENDPOINT_CLIENTS_FILE: registry,
     TOKEN_ENDPOINT_DEV_ENDPOINTS: "on",
   });
-  browser = await puppeteer.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    userDataDir: join(work, "chromium"),
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchBrowser(join(work, "chromium"));
 });
 
 after(async () => {
@@ -137,40 +51,9 @@ after(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-/**
- * Open the SPA at `origin`, click "Sign in", and wait for the page to say
- * how it ended. Records the token request the library sent and its answer.
- */
-async function signIn(origin, authority, clientId) {
-  const page = await browser.newPage();
-  const seen = { tokenRequest: null, tokenResponse: null };
-  page.on("request", (request) => {
-    if (request.url() === `${authority}/oauth/token` && request.method() === "POST") {
-      seen.tokenRequest = { headers: request.headers(), body: request.postData() };
-    }
-  });
-  page.on("response", (response) => {
-    if (response.url() === `${authority}/oauth/token` && response.request().method() === "POST") {
-      seen.tokenResponse = { status: response.status(), headers: response.headers() };
-    }
-  });
-  const start = new URL(`${origin}/`);
-  start.searchParams.set("authority", authority);
-  start.searchParams.set("client_id", clientId);
-  await page.goto(start.href);
-  await page.click("#sign-in");
-  await page.waitForFunction(
-    () => ["signed in", "error"].includes(document.getElementById("status").textContent),
-    { timeout: 20_000 },
-  );
-  const result = await page.evaluate(() => ({
-    status: document.getElementById("status").textContent,
-    error: document.getElementById("error").textContent,
-    access: document.getElementById("access-token").textContent,
-    id: document.getElementById("id-token").textContent,
-    location: location.href,
-  }));
-  return { page, seen, ...result };
+/** Sign in through the SPA at `origin` in this file's browser (support.mjs, signIn). */
+function signIn(origin, authority, clientId, query) {
+  return signInWith(browser, origin, authority, clientId, query);
 }
 
 /** From inside `page`: a POST with a DPoP header, which needs a preflight. */
@@ -260,7 +143,7 @@ test("from an origin the client does not allow, the answer cannot be read and th
   await page.close();
 });
 
-test("the README's browser walk-through: the example on a demo origin against the zero-configuration demo", async () => {
+test("the README's browser walk-through: the example on a demo origin against the zero-configuration demo, with and without DPoP", async () => {
   let port;
   for (const candidate of DEMO_PORTS) {
     try {
@@ -278,6 +161,18 @@ test("the README's browser walk-through: the example on a demo origin against th
     assert.equal(status, "signed in", `the page says: ${error}\n${demo.log()}`);
     assert.equal(JSON.parse(access).claims.client_id, "demo");
     await page.close();
+    // The README's DPoP switch (?dpop=1), in a context of its own (no key yet);
+    // what DPoP must do is dpop.test.mjs's.
+    const context = await browser.createBrowserContext();
+    try {
+      const dpop = await signInWith(context, `http://localhost:${port}`, demo.url, "demo", { dpop: "1" });
+      assert.equal(dpop.status, "signed in", `the page says: ${dpop.error}\n${demo.log()}`);
+      assert.equal(JSON.parse(dpop.response).token_type, "DPoP");
+      const jkt = jwkThumbprint((await storedDpopKey(dpop.page, "demo")).publicJwk);
+      assert.deepEqual(JSON.parse(dpop.access).claims.cnf, { jkt });
+    } finally {
+      await context.close();
+    }
   } finally {
     demo.child.kill();
     spa.close();
