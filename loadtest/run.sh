@@ -118,8 +118,10 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 TLS_DIR="$RUN_DIR/tls"
 REDIS_TLS_PORT=
 REDIS_TLS_ARGS=()
+# Only for steps that use them: the two extra services would otherwise idle
+# beside every @dpop or @minimal-* step.
 case " ${STEPS[*]} " in
-    *@*)
+    *@rediss* | *@https*)
         "$LOADGEN" tls-certs --out "$TLS_DIR"
         REDIS_TLS_PORT=$(free_port)
         REDIS_TLS_ARGS=(--tls-port "$REDIS_TLS_PORT" --tls-cert-file "$TLS_DIR/server.pem"
