@@ -209,6 +209,16 @@ impl PublicKey {
         }
     }
 
+    /// [`Self::from_jwk`] on a `jwk` given alone, as JSON. Not used by the
+    /// service: benches/dpop.rs times the key's parse and thumbprint apart
+    /// from the rest of the check, and `RawJwk` is private to the module.
+    #[doc(hidden)]
+    pub fn from_jwk_json(json: &[u8], alg: Alg) -> Result<Self, KeyError> {
+        let raw: RawJwk<'_> = serde_json::from_slice(json)
+            .map_err(|_| "the jwk is not a JSON object of the expected members")?;
+        Self::from_jwk(&raw, alg)
+    }
+
     fn new(kind: KeyKind, canonical: &str) -> Self {
         let mut thumbprint = [0u8; 32];
         thumbprint.copy_from_slice(digest(&SHA256, canonical.as_bytes()).as_ref());
