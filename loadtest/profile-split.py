@@ -10,6 +10,7 @@ import sys, collections, re
 cats = collections.Counter(); total = 0
 rules = [
  ("random ids (the system RNG)", re.compile(r"random_ids")),
+ ("DPoP proof check (src/dpop: JWS, JWK, signature, thumbprint)", re.compile(r"token_endpoint::dpop::")),
  ("signing (ECDSA/EdDSA/RSA, SHA)", re.compile(r"try_sign|aws_lc|ecp_nistz|ring::|bignum|sha256_block|sha512_block|Signer")),
  ("Redis client (redis-rs)", re.compile(r"redis::")),
  ("JSON (serde_json) and base64", re.compile(r"serde_json|base64")),

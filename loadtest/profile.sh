@@ -5,6 +5,7 @@
 #   loadtest/profile.sh            (ALG, WORKERS, CODES as for run.sh)
 #   STEP=minimal loadtest/profile.sh   the same load against minimal-handler
 #                                       (the least work a redemption needs)
+#   STEP=closed@dpop loadtest/profile.sh   with a DPoP proof on every request
 #
 # Needs perf (Debian: linux-perf). It samples on the CPU clock, so it works on
 # virtual machines without hardware counters; call stacks come from DWARF
@@ -16,9 +17,9 @@ OUT=${OUT:-target/loadtest-profile}
 mkdir -p "$OUT"
 STEP=${STEP:-closed}
 case "$STEP" in
-    closed) process="target/release/token-endpoint serve" ;;
+    closed|closed@dpop) process="target/release/token-endpoint serve" ;;
     minimal) process="target/release/minimal-handler" ;;
-    *) echo "error: STEP is closed or minimal" >&2; exit 2 ;;
+    *) echo "error: STEP is closed, closed@dpop or minimal" >&2; exit 2 ;;
 esac
 CODES=${CODES:-200000} OUT="$OUT" loadtest/run.sh "$STEP" >"$OUT/run.log" 2>&1 &
 run=$!
