@@ -25,6 +25,7 @@ pub(super) struct Accepted {
     pub(super) fresh_nonce: bool,
 }
 
+#[derive(Clone, Copy)]
 pub(super) enum Refusal {
     Invalid(&'static str),
     NeedsNonce,
@@ -32,15 +33,68 @@ pub(super) enum Refusal {
 
 use Refusal::Invalid;
 
-/// What docs/dpop.md says `policy` answers to `header`, decided here.
-/// `htu_unsure` is set when the `htu` is not one whose verdict is known
-/// here ([`HTU_SAME`], [`HTU_DIFFERENT`]) but could name the endpoint:
-/// the rest is then judged as if it did.
-pub(super) fn judge(
-    header: &[u8],
-    policy: &Policy,
-    htu_unsure: &mut bool,
-) -> Result<Accepted, Refusal> {
+/// What is decided of a header whatever the policy: refused, or a proof
+/// that passes every check but the policy's (its algorithm, and `iat` or
+/// the nonce). Decided once per header, for the three policies.
+pub(super) struct Judged {
+    proof: Result<Valid, Refusal>,
+    /// The `htu` is not one whose verdict is known here ([`HTU_SAME`],
+    /// [`HTU_DIFFERENT`]) but could name the endpoint: the rest is judged
+    /// as if it did.
+    pub(super) htu_unsure: bool,
+}
+
+struct Valid {
+    alg: String,
+    thumbprint: [u8; 32],
+    jti: String,
+    iat: f64,
+    /// The `nonce` claim, if it is text.
+    nonce: Option<String>,
+}
+
+/// What docs/dpop.md says of `header`, decided here.
+pub(super) fn judge(header: &[u8]) -> Judged {
+    let mut htu_unsure = false;
+    let proof = valid(header, &mut htu_unsure);
+    Judged { proof, htu_unsure }
+}
+
+impl Judged {
+    /// What `policy` answers.
+    pub(super) fn under(&self, policy: &Policy) -> Result<Accepted, Refusal> {
+        let proof = self.proof.as_ref().map_err(|refusal| *refusal)?;
+        if !policy.algorithms.contains(&proof.alg.as_str()) {
+            return Err(Invalid("alg not accepted by the policy"));
+        }
+        let fresh_nonce = if policy.nonces {
+            let Some(nonce) = &proof.nonce else {
+                return Err(Refusal::NeedsNonce);
+            };
+            if *nonce == policy.nonce(NOW) || *nonce == policy.nonce(NOW + NONCE_STEP_SECS) {
+                false
+            } else if *nonce == policy.nonce(NOW - NONCE_STEP_SECS) {
+                true
+            } else {
+                return Err(Refusal::NeedsNonce);
+            }
+        } else {
+            let now = NOW as f64;
+            if proof.iat < now - MAX_AGE_SECS as f64 || proof.iat > now + MAX_FUTURE_SECS as f64 {
+                return Err(Invalid("iat outside the window"));
+            }
+            false
+        };
+        Ok(Accepted {
+            thumbprint: proof.thumbprint,
+            jti: proof.jti.clone(),
+            fresh_nonce,
+        })
+    }
+}
+
+/// Every check but the policy's.
+fn valid(header: &[u8], htu_unsure: &mut bool) -> Result<Valid, Refusal> {
     if header.len() > MAX_PROOF_LEN {
         return Err(Invalid("longer than the limit"));
     }
@@ -69,8 +123,8 @@ pub(super) fn judge(
         return Err(Invalid("crit is present"));
     }
     let alg = text_member(&header, "alg")?.ok_or(Invalid("alg missing or not text"))?;
-    if !policy.algorithms.contains(&alg) {
-        return Err(Invalid("alg not accepted by the policy"));
+    if !["ES256", "EdDSA", "RS256", "PS256"].contains(&alg) {
+        return Err(Invalid("alg not one a policy may accept"));
     }
     let jwk = match unique(&header, "jwk")? {
         Some(Json::Object(members)) => members,
@@ -102,29 +156,16 @@ pub(super) fn judge(
         Some(Json::Number(iat)) => *iat,
         _ => return Err(Invalid("iat missing or not a number")),
     };
-    let nonce = unique(&claims, "nonce")?;
-    let fresh_nonce = if policy.nonces {
-        let Some(Json::Text(nonce)) = nonce else {
-            return Err(Refusal::NeedsNonce);
-        };
-        if *nonce == policy.nonce(NOW) || *nonce == policy.nonce(NOW + NONCE_STEP_SECS) {
-            false
-        } else if *nonce == policy.nonce(NOW - NONCE_STEP_SECS) {
-            true
-        } else {
-            return Err(Refusal::NeedsNonce);
-        }
-    } else {
-        let now = NOW as f64;
-        if iat < now - MAX_AGE_SECS as f64 || iat > now + MAX_FUTURE_SECS as f64 {
-            return Err(Invalid("iat outside the window"));
-        }
-        false
+    let nonce = match unique(&claims, "nonce")? {
+        Some(Json::Text(nonce)) => Some(nonce.clone()),
+        _ => None,
     };
-    Ok(Accepted {
+    Ok(Valid {
+        alg: alg.to_owned(),
         thumbprint: key.thumbprint,
         jti: jti.to_owned(),
-        fresh_nonce,
+        iat,
+        nonce,
     })
 }
 
