@@ -12,10 +12,9 @@ use ring::signature::{
     RsaPublicKeyComponents, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, RSA_PKCS1_2048_8192_SHA256,
     RSA_PSS_2048_8192_SHA256,
 };
-use serde::de::IgnoredAny;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
-use super::member::Member;
+use super::member::{Member, Present};
 
 /// A proof's signature algorithm (RFC 7518 names). Only asymmetric ones:
 /// a MAC, or `none`, proves nothing about who holds the key.
@@ -50,18 +49,6 @@ impl Alg {
             Self::EdDsa => "OKP",
             Self::Rs256 | Self::Ps256 => "RSA",
         }
-    }
-}
-
-/// A member that is there, whatever its value (`null` included): how the
-/// private members are seen, so that none of them slips through as `null`.
-#[derive(Debug, Default, Clone, Copy)]
-struct Present(bool);
-
-impl<'de> Deserialize<'de> for Present {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        IgnoredAny::deserialize(deserializer)?;
-        Ok(Self(true))
     }
 }
 
@@ -275,17 +262,25 @@ fn member<'a>(name: &'static str, value: &'a Option<Member<'_>>) -> Result<&'a s
     }
 }
 
-/// A value of the header shown in a description: short, printable.
+/// A value of the header shown in a description: short, and within the
+/// characters RFC 6749 section 5.2 allows in `error_description`
+/// (printable ASCII but `"` and `\`); others are shown as `?`.
 pub(super) fn shown(value: &str) -> String {
     let mut out: String = value
         .chars()
         .take(32)
-        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect();
     if value.chars().count() > 32 {
-        out.push('…');
+        out.push_str("...");
     }
-    format!("\"{out}\"")
+    format!("'{out}'")
 }
 
 /// A member that is canonical base64url of exactly `N` bytes.

@@ -22,12 +22,11 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ring::digest;
-use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use self::htu::TargetUri;
 use self::jwk::{shown, Alg, PublicKey, RawJwk};
-use self::member::Member;
+use self::member::{Member, Object, Present};
 use self::nonce::{NonceCheck, Nonces};
 
 /// The longest `DPoP` header accepted, in bytes: an RSA-8192 key's proof
@@ -109,8 +108,8 @@ fn invalid(description: impl Into<Cow<'static, str>>) -> ProofError {
     ProofError::Invalid(description.into())
 }
 
-/// The JOSE header, as far as a proof's checks need it. A member given
-/// twice is refused by the parser.
+/// The JOSE header, as far as a proof's checks need it, read from a JSON
+/// object ([`Object`]). A member given twice is refused by the parser.
 #[derive(Deserialize)]
 struct Header<'a> {
     #[serde(borrow)]
@@ -118,11 +117,14 @@ struct Header<'a> {
     #[serde(borrow)]
     alg: Option<Member<'a>>,
     #[serde(borrow)]
-    jwk: Option<RawJwk<'a>>,
-    crit: Option<IgnoredAny>,
+    jwk: Option<Object<RawJwk<'a>>>,
+    /// Refused whatever its value, `null` included.
+    #[serde(default)]
+    crit: Present,
 }
 
-/// The claims §4.2 requires, and the nonce. Others are ignored.
+/// The claims §4.2 requires, and the nonce, read from a JSON object
+/// ([`Object`]). Others are ignored.
 #[derive(Deserialize)]
 struct Claims<'a> {
     #[serde(borrow)]
@@ -233,12 +235,13 @@ impl DpopPolicy {
             ));
         };
         let header_json = part("header", header_b64)?;
-        let header: Header<'_> = serde_json::from_slice(&header_json).map_err(|e| {
-            invalid(format!(
-                "the DPoP proof's header is not a JSON object of the expected members: {}",
-                json_error(&e)
-            ))
-        })?;
+        let Object(header): Object<Header<'_>> =
+            serde_json::from_slice(&header_json).map_err(|e| {
+                invalid(format!(
+                    "the DPoP proof's header is not a JSON object of the expected members: {}",
+                    json_error(&e)
+                ))
+            })?;
         let typ = required_text(&header.typ, "'s header", "typ")?;
         if !is_dpop_jwt(typ) {
             return Err(invalid(format!(
@@ -246,7 +249,7 @@ impl DpopPolicy {
                 shown(typ)
             )));
         }
-        if header.crit.is_some() {
+        if header.crit.0 {
             return Err(invalid(
                 "the DPoP proof's header has crit: no extension is understood here (RFC 7515 section 4.1.11)",
             ));
@@ -261,10 +264,9 @@ impl DpopPolicy {
                     self.algorithms().collect::<Vec<_>>().join(", ")
                 ))
             })?;
-        let raw_jwk = header
-            .jwk
-            .as_ref()
-            .ok_or_else(|| invalid("the DPoP proof's header has no jwk"))?;
+        let Some(Object(raw_jwk)) = &header.jwk else {
+            return Err(invalid("the DPoP proof's header has no jwk"));
+        };
         let key = PublicKey::from_jwk(raw_jwk, alg).map_err(ProofError::Invalid)?;
         let signature = URL_SAFE_NO_PAD.decode(signature_b64).map_err(|_| {
             invalid("the DPoP proof's signature is not canonical base64url without padding")
@@ -279,12 +281,13 @@ impl DpopPolicy {
         }
 
         let claims_json = part("payload", claims_b64)?;
-        let claims: Claims<'_> = serde_json::from_slice(&claims_json).map_err(|e| {
-            invalid(format!(
-                "the DPoP proof's payload is not a JSON object of the expected claims: {}",
-                json_error(&e)
-            ))
-        })?;
+        let Object(claims): Object<Claims<'_>> =
+            serde_json::from_slice(&claims_json).map_err(|e| {
+                invalid(format!(
+                    "the DPoP proof's payload is not a JSON object of the expected claims: {}",
+                    json_error(&e)
+                ))
+            })?;
         let jti = required_text(&claims.jti, "", "jti")?;
         if jti.is_empty() || jti.len() > MAX_JTI_LEN {
             return Err(invalid(format!(
@@ -406,14 +409,128 @@ fn part(name: &str, b64: &str) -> Result<Vec<u8>, ProofError> {
     })
 }
 
-/// A JSON error without the input it quotes.
+/// A JSON error without the input it quotes, in the characters RFC 6749
+/// section 5.2 allows.
 fn json_error(error: &serde_json::Error) -> String {
     let text = error.to_string();
     // serde_json appends " at line L column C"; what came before names
-    // the member at fault, never its value.
-    match text.find(" at line ") {
-        Some(end) => text.get(..end).unwrap_or(&text).to_owned(),
-        None => text,
+    // the member at fault, never its value: serde_json's syntax errors are
+    // fixed texts, and the only type errors left are [`Object`]'s and
+    // `duplicate field`, which name a member the check reads.
+    let text = match text.find(" at line ") {
+        Some(end) => text.get(..end).unwrap_or(&text),
+        None => &text,
+    };
+    // One syntax error names `\u0000-\u001F`.
+    text.chars()
+        .map(|c| match c {
+            ' ' | '!' | '#'..='[' | ']'..='~' => c,
+            _ => '?',
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000;
+    const HTU: &str = "https://id.test/oauth/token";
+
+    fn policy() -> DpopPolicy {
+        DpopPolicy::new(Alg::ALL.to_vec(), 60, 5, NonceMode::Off, HTU).unwrap()
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// A proof of a fixed Ed25519 key whose header and claims are the
+    /// given JSON texts, `{jwk}` replaced by the key's jwk.
+    fn proof(header: &str, claims: &str) -> Vec<u8> {
+        let pair = Ed25519KeyPair::from_seed_unchecked(&[7; 32]).unwrap();
+        let jwk = format!(
+            r#"{{"kty":"OKP","crv":"Ed25519","x":"{}"}}"#,
+            b64(pair.public_key().as_ref())
+        );
+        let input = format!(
+            "{}.{}",
+            b64(header.replace("{jwk}", &jwk).as_bytes()),
+            b64(claims.as_bytes())
+        );
+        let signature = b64(pair.sign(input.as_bytes()).as_ref());
+        format!("{input}.{signature}").into_bytes()
+    }
+
+    const HEADER: &str = r#"{"typ":"dpop+jwt","alg":"EdDSA","jwk":{jwk}}"#;
+    const CLAIMS: &str =
+        r#"{"jti":"j-1","htm":"POST","htu":"https://id.test/oauth/token","iat":1800000000}"#;
+
+    #[allow(clippy::panic)] // a test fails by panicking
+    fn refused(value: &[u8]) -> String {
+        match policy().check(value, NOW) {
+            Err(ProofError::Invalid(description)) => description.into_owned(),
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_reference_proof_is_accepted() {
+        assert!(policy().check(&proof(HEADER, CLAIMS), NOW).is_ok());
+    }
+
+    /// serde reads a derived struct from an array too, member by member:
+    /// these were accepted (found by fuzz/properties' dpop property).
+    #[test]
+    fn header_claims_and_jwk_are_json_objects_only() {
+        let claims = r#"["j-1","POST","https://id.test/oauth/token",1800000000,null]"#;
+        let description = refused(&proof(HEADER, claims));
+        assert!(description.contains("an array where a JSON object was expected"));
+        refused(&proof(r#"["dpop+jwt","EdDSA",{jwk},null]"#, CLAIMS));
+        let pair = Ed25519KeyPair::from_seed_unchecked(&[7; 32]).unwrap();
+        let x = b64(pair.public_key().as_ref());
+        let array_jwk = format!(
+            r#"{{"typ":"dpop+jwt","alg":"EdDSA","jwk":["OKP","Ed25519","{x}",null,null,null]}}"#
+        );
+        refused(&proof(&array_jwk, CLAIMS));
+    }
+
+    /// `crit` is refused whatever its value; `null` was let through.
+    #[test]
+    fn crit_is_refused_even_null() {
+        for crit in ["null", "[]", r#"["exp"]"#] {
+            let header =
+                format!(r#"{{"typ":"dpop+jwt","alg":"EdDSA","jwk":{{jwk}},"crit":{crit}}}"#);
+            assert!(refused(&proof(&header, CLAIMS)).contains("crit"), "{crit}");
+        }
+    }
+
+    /// A header or jwk that is not an object was quoted whole in the
+    /// description (serde's `invalid type: string "..."`), and shown
+    /// values used `"`, `\` and `…`, outside RFC 6749 section 5.2's
+    /// characters.
+    #[test]
+    fn descriptions_never_quote_the_proof_and_keep_to_rfc_6749() {
+        let secret = "SECRET".repeat(20);
+        for header in [
+            format!(r#""{secret}""#),
+            format!(r#"{{"typ":"dpop+jwt","alg":"EdDSA","jwk":"{secret}"}}"#),
+            format!(r#"{{"typ":"dpop+jwt","alg":"EdDSA","jwk":{{"kty":"{secret}"}}}}"#),
+            format!(r#"{{"typ":"a\"b\\c\u00e9{secret}","alg":"EdDSA","jwk":{{jwk}}}}"#),
+            "{\"typ\":\"\u{1}\"}".to_owned(),
+        ] {
+            let description = refused(&proof(&header, CLAIMS));
+            // A shown value is cut at 32 characters.
+            assert!(!description.contains(&secret[..33]), "{description}");
+            assert!(
+                description
+                    .bytes()
+                    .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5B | 0x5D..=0x7E)),
+                "{description}"
+            );
+        }
     }
 }
 

@@ -120,17 +120,17 @@ async fn every_proof_check_refuses_alone_and_leaves_the_code(backend: Backend) {
         (
             "alg none",
             with_header(&|h| h["alg"] = json!("none")),
-            "alg \"none\" is not accepted",
+            "alg 'none' is not accepted",
         ),
         (
             "alg HS256",
             with_header(&|h| h["alg"] = json!("HS256")),
-            "alg \"HS256\" is not accepted",
+            "alg 'HS256' is not accepted",
         ),
         (
             "alg RS256, not enabled",
             rsa.proof(&htu()),
-            "alg \"RS256\" is not accepted",
+            "alg 'RS256' is not accepted",
         ),
         (
             "alg of another key type",
@@ -178,12 +178,12 @@ async fn every_proof_check_refuses_alone_and_leaves_the_code(backend: Backend) {
         (
             "htm GET",
             with_claims(&|c| c["htm"] = json!("GET")),
-            "htm is \"GET\"",
+            "htm is 'GET'",
         ),
         (
             "htm post",
             with_claims(&|c| c["htm"] = json!("post")),
-            "htm is \"post\"",
+            "htm is 'post'",
         ),
         (
             "htu of another server",

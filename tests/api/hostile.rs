@@ -12,6 +12,9 @@
 //!   and the code then redeems.
 //! - [`corrupt_records_are_invalid_grant`]: records a broken frontend wrote
 //!   are answered `invalid_grant`, logged, counted and removed.
+//! - [`hostile_dpop_headers_leave_the_code`]: huge, non-UTF-8, deeply
+//!   nested, dotted and otherwise malformed `DPoP` headers are answered
+//!   `invalid_dpop_proof`, and the code then redeems.
 //!
 //! What actix-web itself answers, before the token handler runs, when the
 //! request is not valid HTTP/1.1 (actix-http 3.20; each row is asserted
@@ -40,7 +43,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64URL};
 use base64::Engine;
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
@@ -52,6 +55,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::helpers::*;
+use token_endpoint_test_support::before_any_store;
 
 /// `max_body_bytes` of the test apps (`helpers::settings`).
 const MAX_BODY: usize = 8192;
@@ -359,6 +363,153 @@ async fn resource_granted_within_audience(
         );
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Hostile DPoP headers
+// ---------------------------------------------------------------------------
+
+before_any_store!(hostile_dpop_headers_leave_the_code);
+
+/// Hostile `DPoP` headers over real HTTP, on one code: each is answered
+/// with a well-formed 400 `invalid_dpop_proof` (JSON, `no-store`, a short
+/// description in RFC 6749 section 5.2's characters that echoes no 40
+/// bytes of the header), never a 5xx; none asks the store; and the code
+/// then redeems with a valid proof. `DpopPolicy::check` itself meets this
+/// for any bytes (fuzz/properties, the `dpop` property); this shows the
+/// HTTP layer and the token endpoint keep it. The array-shaped claims and
+/// header were accepted, and so redeemed the code, before the check read
+/// them as JSON objects only.
+async fn hostile_dpop_headers_leave_the_code(backend: Backend) {
+    use reqwest::header::HeaderValue;
+    use serde_json::json;
+    use token_endpoint_test_support::dpop::claims as dpop_claims;
+
+    let app = spawn_app(backend).await;
+    let issued = app.issue(grant("public-app")).await;
+    let form = TestApp::form(&issued, "public-app");
+    let htu = format!("{ISSUER}/oauth/token");
+    let key = DpopKey::es256();
+    let good = key.proof(&htu);
+    let header = serde_json::to_vec(&key.header()).unwrap();
+    let claims = serde_json::to_vec(&dpop_claims(&htu)).unwrap();
+    let secret = "SECRET".repeat(100);
+    let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    // Values in the order of the check's structs, as serde would read
+    // them from an array: the claims, then the header (`crit` null).
+    let claims_array = {
+        let c = dpop_claims(&htu);
+        serde_json::to_vec(&json!([c["jti"], c["htm"], c["htu"], c["iat"], null])).unwrap()
+    };
+    let header_array =
+        serde_json::to_vec(&json!(["dpop+jwt", key.alg(), key.jwk(), null])).unwrap();
+    let mut private_null = key.header();
+    private_null["jwk"]["d"] = Json::Null;
+    let mut jwk_secret = key.header();
+    jwk_secret["jwk"] = Json::String(secret.clone());
+    let hostile: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "64 KiB",
+            format!("{good}{}", "A".repeat(64 * 1024)).into_bytes(),
+        ),
+        ("not UTF-8", b"eyJ\xff\xfe.\x80\x81.abc".to_vec()),
+        (
+            "not UTF-8 in a valid proof",
+            [good.as_bytes(), b"\xc3\xa9"].concat(),
+        ),
+        ("1,000 dots", ".".repeat(1000).into_bytes()),
+        (
+            "1,000 dots in a valid proof",
+            good.replacen('.', &".".repeat(1000), 1).into_bytes(),
+        ),
+        (
+            "deeply nested header",
+            format!("{}.e30.", B64URL.encode(nested(3000))).into_bytes(),
+        ),
+        (
+            "deeply nested claims, signed",
+            key.sign_raw(&header, nested(3000).as_bytes()).into_bytes(),
+        ),
+        (
+            "deeply nested member in the claims, signed",
+            key.sign_raw(&header, format!(r#"{{"jti":{}}}"#, nested(3000)).as_bytes())
+                .into_bytes(),
+        ),
+        (
+            "claims as an array, signed",
+            key.sign_raw(&header, &claims_array).into_bytes(),
+        ),
+        (
+            "header as an array, signed",
+            key.sign_raw(&header_array, &claims).into_bytes(),
+        ),
+        (
+            "private member null",
+            key.sign(&private_null, &dpop_claims(&htu)).into_bytes(),
+        ),
+        (
+            "jwk a long string",
+            key.sign(&jwk_secret, &dpop_claims(&htu)).into_bytes(),
+        ),
+        (
+            "header a long string",
+            format!("{}.e30.", B64URL.encode(format!("\"{secret}\""))).into_bytes(),
+        ),
+        ("signature of another key", {
+            let other = DpopKey::es256().sign(&key.header(), &dpop_claims(&htu));
+            other.into_bytes()
+        }),
+    ];
+    for (case, value) in &hostile {
+        let value = HeaderValue::from_bytes(value).unwrap();
+        let answer = app
+            .send(
+                app.http
+                    .post(app.token_url())
+                    .form(&form)
+                    .header("DPoP", value.clone()),
+            )
+            .await;
+        assert_eq!(
+            (answer.status, answer.error()),
+            (400, "invalid_dpop_proof"),
+            "{case}: {answer:?}"
+        );
+        answer.assert_error(400, "invalid_dpop_proof");
+        assert_eq!(
+            answer.header("content-type"),
+            Some("application/json"),
+            "{case}"
+        );
+        let description = answer.description();
+        assert!(description.len() <= 256, "{case}: {description}");
+        assert!(
+            description
+                .bytes()
+                .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5B | 0x5D..=0x7E)),
+            "{case}: {description}"
+        );
+        let sent = value.as_bytes();
+        let decoded: Vec<Vec<u8>> = sent
+            .split(|b| *b == b'.')
+            .filter_map(|part| B64URL.decode(part).ok())
+            .collect();
+        for window in description.as_bytes().windows(40) {
+            assert!(
+                !sent.windows(40).any(|w| w == window)
+                    && !decoded.iter().any(|d| d.windows(40).any(|w| w == window)),
+                "{case}: the description echoes the header: {description}"
+            );
+        }
+    }
+    assert_eq!(
+        app.store_takes().await,
+        0.0,
+        "no hostile header asked the store"
+    );
+    let answer = app.post_form_dpop(&form, &[&key.proof(&htu)]).await;
+    assert_eq!(answer.status, 200, "the code survived: {answer:?}");
+    assert_eq!(answer.body["token_type"], "DPoP");
 }
 
 // ---------------------------------------------------------------------------

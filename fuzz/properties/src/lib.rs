@@ -12,6 +12,10 @@
 // This module exists to panic when a property fails (see above).
 #![allow(clippy::panic)]
 
+pub mod dpop;
+
+pub use dpop::dpop_header;
+
 use std::borrow::Cow;
 
 use base64::engine::general_purpose::STANDARD;

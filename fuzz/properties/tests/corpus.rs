@@ -68,3 +68,9 @@ fn code_record() {
 fn origin() {
     replay("origin", fuzzing::origin);
 }
+
+/// `DPoP` header values: proof verification (RFC 9449).
+#[test]
+fn dpop() {
+    replay("dpop", fuzzing::dpop_header);
+}
