@@ -532,11 +532,6 @@ mod tests {
             );
         }
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
 
     /// `typ` is a media type: case and the `application/` prefix do not
     /// matter (RFC 7515 §4.1.9); anything else is another type.
