@@ -796,7 +796,7 @@ impl Primitives for OnConnection<'_> {
             let raw: Option<Vec<u8>> = store.bounded(self.conn.get(&code_key)).await?;
             return Ok(raw.map_or(Read::Missing, |raw| Read::Found(raw, Expiry::Unknown)));
         }
-        let claim = proof.map(|claim| {
+        let claim = |claim: &ReplayClaim| {
             let mut set = redis::cmd("SET");
             set.arg(store.keys.dpop_proof(&claim.encoded()))
                 .arg(1)
@@ -804,44 +804,37 @@ impl Primitives for OnConnection<'_> {
                 .arg(claim.ttl.as_secs().max(1))
                 .arg("NX");
             set
-        });
+        };
+        // On one node the claim leads the read's pipeline; on a Cluster it
+        // goes alone to its own slot's master, at the same time.
+        let on_one_node = matches!(self.conn, Conn::Single(_));
+        let leading = on_one_node && proof.is_some();
         let mut read = redis::pipe();
+        if let (true, Some(proof)) = (leading, proof) {
+            read.add_command(claim(proof));
+        }
         read.get(&code_key);
         if with_life {
             read.cmd("PTTL").arg(&code_key);
         }
         let read_at = Instant::now();
-        let (claimed, values): (bool, Vec<Value>) = match (claim, &self.conn) {
-            (None, _) => (true, store.bounded(read.query_async(&mut self.conn)).await?),
-            (Some(claim), Conn::Cluster(_)) => {
+        let (claimed, values): (bool, Vec<Value>) = match proof {
+            Some(proof) if !leading => {
                 let mut other = self.conn.clone();
                 let (claimed, values) = futures_util::future::join(
-                    store.bounded(claim.query_async::<Option<String>>(&mut other)),
+                    store.bounded(claim(proof).query_async::<Option<String>>(&mut other)),
                     store.bounded(read.query_async::<Vec<Value>>(&mut self.conn)),
                 )
                 .await;
                 (claimed?.is_some(), values?)
             }
-            (Some(claim), Conn::Single(_)) => {
-                let mut both = redis::pipe();
-                both.add_command(claim);
-                for cmd in read.cmd_iter() {
-                    both.add_command(cmd.clone());
-                }
-                let mut values: Vec<Value> =
-                    store.bounded(both.query_async(&mut self.conn)).await?;
-                let claimed = if values.is_empty() {
-                    false
-                } else {
-                    values.remove(0) != Value::Nil
-                };
-                (claimed, values)
-            }
+            _ => (true, store.bounded(read.query_async(&mut self.conn)).await?),
         };
-        if !claimed {
+        let mut values = values.into_iter();
+        // A claim's `SET … NX` answers nil when the key was there already.
+        if !claimed || (leading && values.next().is_none_or(|set| set == Value::Nil)) {
             return Ok(Read::ProofReplayed);
         }
-        let mut values = values.into_iter();
         let raw: Option<Vec<u8>> = match values.next() {
             Some(value) => redis::from_redis_value(value)
                 .map_err(|e| StoreError::Unavailable(format!("unexpected reply: {e}")))?,
