@@ -600,26 +600,6 @@ async fn a_proof_answered_503_may_be_sent_again() {
     let form = TestApp::form(&issued, "public-app");
     let answer = app.post_form_dpop(&form, &[&proof]).await;
     assert_eq!(answer.status, 503, "{answer:?}");
-    let port = app.redis.as_ref().unwrap().lock().unwrap().port;
-    let _replica = RedisServer::start_with(vec![
-        "--replicaof".into(),
-        "127.0.0.1".into(),
-        port.to_string(),
-    ]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !app
-        .redis
-        .as_ref()
-        .unwrap()
-        .lock()
-        .unwrap()
-        .replicates_writes()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the replica did not sync"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let _replica = replica_caught_up(&app).await;
     redeems_bound(&app, &issued, &key, &proof).await;
 }

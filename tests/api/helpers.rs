@@ -69,3 +69,25 @@ pub const ACL_RULES: &[&str] = &[
 fn acl_rules_are_the_command_tables() {
     assert_eq!(ACL_RULES, token_endpoint::store::acl_rules("oauth:"));
 }
+
+/// Start a replica of `app`'s Redis and wait (20 s at most) until the
+/// master counts it, so that a `WAIT 1` can succeed: what a failover's
+/// rejoining master, or a late replica, does for a take that fell short.
+pub async fn replica_caught_up(app: &TestApp) -> RedisServer {
+    let redis = app.redis.as_ref().expect("an app on Redis");
+    let port = redis.lock().unwrap().port;
+    let replica = RedisServer::start_with(vec![
+        "--replicaof".into(),
+        "127.0.0.1".into(),
+        port.to_string(),
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !redis.lock().unwrap().replicates_writes() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replica did not sync"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    replica
+}

@@ -197,7 +197,7 @@ async fn a_retry_after_a_replica_shortfall_is_not_a_replay() {
         assert_eq!(answer.status, 503, "{answer:?}");
         assert_eq!(answer.header("retry-after"), Some("1"));
     }
-    let port = {
+    {
         let redis = app.redis.as_ref().unwrap().lock().unwrap();
         let mut conn = redis.client().get_connection().unwrap();
         let code_key = format!("oauth:code:{{{}}}", issued.code);
@@ -212,33 +212,13 @@ async fn a_retry_after_a_replica_shortfall_is_not_a_replay() {
             .query(&mut conn)
             .unwrap();
         assert!(!used, "the used marker of a take put back is still there");
-        redis.port
-    };
+    }
     assert_eq!(app.metric("code_replays_total").await, 0.0);
     assert_eq!(app.requests("invalid_grant", "replay").await, 0.0);
 
     // A replica arrives (as after a failover, when the old master rejoins):
     // the retry gets the tokens.
-    let replica = RedisServer::start_with(vec![
-        "--replicaof".into(),
-        "127.0.0.1".into(),
-        port.to_string(),
-    ]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !app
-        .redis
-        .as_ref()
-        .unwrap()
-        .lock()
-        .unwrap()
-        .replicates_writes()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the replica did not sync"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let replica = replica_caught_up(&app).await;
     let answer = app.post_form(&form).await;
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_eq!(app.metric("code_replays_total").await, 0.0);
